@@ -1,0 +1,54 @@
+"""segany: Segment Anything, from scratch.
+
+Native API: :func:`load`, :class:`Predictor`, :class:`Embedding`, :class:`InteractiveSession`.
+Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`,
+:class:`SamPredictor`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
+from .compat import (
+    SamPredictor,
+    build_sam,
+    build_sam_vit_b,
+    build_sam_vit_h,
+    build_sam_vit_l,
+    sam_model_registry,
+)
+from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
+from .embedding import Embedding
+from .modeling import Sam, build_model
+from .predictor import Prediction, Predictor
+from .session import InteractiveSession, mask_to_logits
+
+try:
+    __version__ = version("segany")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CONFIGS",
+    "CheckpointError",
+    "DecoderConfig",
+    "Embedding",
+    "EncoderConfig",
+    "InteractiveSession",
+    "Prediction",
+    "Predictor",
+    "Sam",
+    "SamConfig",
+    "SamPredictor",
+    "__version__",
+    "build_model",
+    "build_sam",
+    "build_sam_vit_b",
+    "build_sam_vit_h",
+    "build_sam_vit_l",
+    "get_config",
+    "load",
+    "load_checkpoint",
+    "mask_to_logits",
+    "sam_model_registry",
+    "save_checkpoint",
+]

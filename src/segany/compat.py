@@ -1,0 +1,181 @@
+"""Drop-in names with the official signatures: ``sam_model_registry``, ``build_sam*`` and the
+stateful ``SamPredictor``. Code written for ``segment_anything`` runs by changing the import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .checkpoints import load_checkpoint
+from .config import get_config
+from .embedding import Embedding, check_image, encoder_id
+from .modeling.sam import Sam, build_model
+from .predictor import decode_prompts
+from .prompts import PromptBatch, build_prompt_batch
+from .transforms import ResizeLongestSide
+
+
+class PromptShapeError(ValueError, AssertionError):
+    """Raised where the official code asserts: catchable as either ``ValueError`` or
+    ``AssertionError``."""
+
+
+def _builder(name: str) -> Callable[..., Sam]:
+    def build(checkpoint: str | os.PathLike[str] | None = None) -> Sam:
+        if checkpoint is None:
+            return build_model(get_config(name))
+        return load_checkpoint(checkpoint, model_type=name)
+
+    build.__name__ = f"build_sam_{name}"
+    build.__doc__ = f"SAM {name}: random weights, or the given checkpoint loaded strictly."
+    return build
+
+
+build_sam_vit_h = _builder("vit_h")
+build_sam_vit_l = _builder("vit_l")
+build_sam_vit_b = _builder("vit_b")
+build_sam = build_sam_vit_h
+
+sam_model_registry: dict[str, Callable[..., Sam]] = {
+    "default": build_sam,
+    "vit_h": build_sam_vit_h,
+    "vit_l": build_sam_vit_l,
+    "vit_b": build_sam_vit_b,
+}
+
+
+class SamPredictor:
+    """The official stateful predictor: ``set_image`` once, ``predict`` many times."""
+
+    def __init__(self, sam_model: Sam) -> None:
+        self.model = sam_model
+        self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
+        self._encoder_id = encoder_id(sam_model)
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def reset_image(self) -> None:
+        """Forget the current image."""
+        self.is_image_set = False
+        self.features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Embed an ``(H, W, 3)`` uint8 image given as ``RGB`` or ``BGR``."""
+        if image_format not in ("RGB", "BGR"):
+            raise PromptShapeError(f"image_format must be in ['RGB', 'BGR'], is {image_format}.")
+        check_image(image)
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        resized = self.transform.apply_image(np.ascontiguousarray(image))
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        self.set_torch_image(tensor, image.shape[:2])
+
+    @torch.inference_mode()
+    def set_torch_image(
+        self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]
+    ) -> None:
+        """Embed a ``(1, 3, h, w)`` image already resized so its longest side is the model's
+        input size."""
+        img_size = self.model.image_encoder.img_size
+        shape = tuple(transformed_image.shape)
+        if len(shape) != 4 or shape[1] != 3 or max(shape[2:]) != img_size:
+            raise PromptShapeError(
+                f"set_torch_image input must be BCHW with long side {img_size}, got {shape}"
+            )
+        self.reset_image()
+        self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
+        self.input_size = (shape[2], shape[3])
+        self.features = self.model.image_encoder(self.model.preprocess(transformed_image.float()))
+        self.is_image_set = True
+
+    def _embedding(self) -> Embedding:
+        if not self.is_image_set or self.features is None:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        return Embedding(
+            self.features,
+            self.original_size,
+            self.input_size,  # type: ignore[arg-type]
+            self.model.image_encoder.img_size,
+            self._encoder_id,
+        )
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks ``(C, H, W)``, IoU ``(C,)`` and low-res logits ``(C, 4h, 4w)`` for one prompt:
+        ``point_coords`` ``(N, 2)`` pixels with ``point_labels`` ``(N,)``, one XYXY ``box``,
+        ``mask_input`` ``(1, 4h, 4w)`` logits."""
+        embedding = self._embedding()
+        if point_coords is not None and point_labels is None:
+            raise PromptShapeError("point_labels must be supplied if point_coords is supplied.")
+        if box is not None and np.asarray(box).size != 4:
+            raise PromptShapeError(
+                f"box must be one XYXY box of 4 numbers, got shape {np.shape(box)}"
+            )
+        if mask_input is not None and np.ndim(mask_input) != 3:
+            raise PromptShapeError(
+                f"mask_input must have shape (1, H, W), got {np.shape(mask_input)}"
+            )
+        if point_coords is not None and np.ndim(point_coords) != 2:
+            raise PromptShapeError(
+                f"point_coords must have shape (N, 2), got {np.shape(point_coords)}"
+            )
+        prompts = build_prompt_batch(
+            points=point_coords,
+            labels=point_labels,
+            boxes=box,
+            mask_input=mask_input,
+            original_size=embedding.original_size,
+            img_size=embedding.img_size,
+            low_res=4 * embedding.features.shape[-1],
+            device=self.device,
+            require_inside=False,
+        )
+        masks, iou, low_res = decode_prompts(
+            self.model, embedding, prompts, multimask_output, return_logits
+        )
+        return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batched prompts already in the model's input frame: ``point_coords`` ``(B, N, 2)``,
+        ``point_labels`` ``(B, N)``, ``boxes`` ``(B, 4)``, ``mask_input`` ``(B, 1, 4h, 4w)``.
+        Returns ``(B, C, H, W)`` masks, ``(B, C)`` IoU, ``(B, C, 4h, 4w)`` low-res logits."""
+        embedding = self._embedding()
+        if point_coords is not None and point_labels is None:
+            raise PromptShapeError("point_labels must be supplied if point_coords is supplied.")
+        if point_coords is None and boxes is None and mask_input is None:
+            raise ValueError("empty prompt: give point_coords, boxes or mask_input")
+        prompts = PromptBatch(point_coords, point_labels, boxes, mask_input)
+        return decode_prompts(self.model, embedding, prompts, multimask_output, return_logits)
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current image's embedding, ``(1, D, h, w)``."""
+        if not self.is_image_set or self.features is None:
+            raise RuntimeError(
+                "An image must be set with .set_image(...) to generate an embedding."
+            )
+        return self.features

@@ -1,0 +1,103 @@
+"""The image embedding as a value: encoder output plus the geometry that maps prompts and masks
+between the original image and the model's square input. Immutable and savable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .modeling.sam import Sam
+from .transforms import resize_image
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """One image's embedding.
+
+    ``features`` is ``(1, D, h, w)`` float32 (``(1, 256, 64, 64)`` for the official models);
+    ``original_size`` and ``input_size`` (after resizing, before padding) are ``(H, W)``.
+    ``encoder_id`` identifies the encoder weights that produced it.
+    """
+
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    img_size: int
+    encoder_id: str = ""
+
+    @property
+    def height(self) -> int:
+        return self.original_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.original_size[1]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write as safetensors (features plus geometry in the metadata)."""
+        metadata = {
+            "original_size": f"{self.original_size[0]},{self.original_size[1]}",
+            "input_size": f"{self.input_size[0]},{self.input_size[1]}",
+            "img_size": str(self.img_size),
+            "encoder_id": self.encoder_id,
+            "format": "segany-embedding",
+        }
+        save_file(
+            {"features": self.features.detach().float().contiguous().cpu()}, str(path), metadata
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Embedding:
+        """Read a file written by :meth:`save`; ``ValueError`` if it is not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: no such embedding file")
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as handle:
+                meta = handle.metadata() or {}
+                if meta.get("format") != "segany-embedding":
+                    raise ValueError("missing segany-embedding metadata")
+                features = handle.get_tensor("features")
+            original = tuple(int(v) for v in meta["original_size"].split(","))
+            input_size = tuple(int(v) for v in meta["input_size"].split(","))
+            img_size = int(meta["img_size"])
+        except (SafetensorError, OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: not a segany embedding file ({exc})") from None
+        return cls(features, original, input_size, img_size, meta.get("encoder_id", ""))  # type: ignore[arg-type]
+
+
+def encoder_id(model: Sam) -> str:
+    """A short fingerprint of the encoder weights, to catch embeddings used with another model."""
+    digest = hashlib.sha256()
+    neck = model.image_encoder.neck
+    for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an ``(H, W, 3)`` uint8 image; ``ValueError`` naming what is wrong."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 with values 0-255, got dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def prepare_image(model: Sam, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Resize an RGB uint8 image and move it to the model: ``(1, 3, h, w)`` float32, and the
+    resized size ``(h, w)``."""
+    resized = resize_image(check_image(image), model.img_size)
+    tensor = torch.as_tensor(resized, device=model.device).permute(2, 0, 1)[None].float()
+    return tensor, (resized.shape[0], resized.shape[1])

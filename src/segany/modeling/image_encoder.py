@@ -1,0 +1,279 @@
+"""ViTDet-style image encoder: patch embedding, windowed and global attention blocks with
+decomposed relative positions, and a convolutional neck down to the prompt embedding width."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import EncoderConfig
+from .common import LayerNorm2d, MLPBlock
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches to channels-last tokens: ``(B, 3, H, W) -> (B, H/p, W/p, C)``."""
+
+    def __init__(
+        self,
+        kernel_size: tuple[int, int] = (16, 16),
+        stride: tuple[int, int] = (16, 16),
+        padding: tuple[int, int] = (0, 0),
+        in_chans: int = 3,
+        embed_dim: int = 768,
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size, stride, padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Embeddings for every (query, key) offset along one axis.
+
+    ``rel_pos`` is ``(L, C)``; it is linearly resized when ``L != 2 * max(q, k) - 1``.
+    Returns ``(q_size, k_size, C)``.
+    """
+    span = 2 * max(q_size, k_size) - 1
+    if rel_pos.shape[0] != span:
+        resized = F.interpolate(rel_pos.T.unsqueeze(0), size=span, mode="linear")
+        rel_pos = resized.squeeze(0).T
+    q_stride = max(k_size / q_size, 1.0)
+    k_stride = max(q_size / k_size, 1.0)
+    q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * q_stride
+    k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * k_stride
+    offsets = q_coords - k_coords + (k_size - 1) * k_stride
+    return rel_pos[offsets.long()]
+
+
+def decomposed_rel_pos_bias(
+    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """MViTv2 decomposed relative-position term as an additive attention bias.
+
+    ``q`` is ``(B, heads, H*W, C)`` (unscaled queries); returns ``(B, heads, H*W, H*W)``.
+    """
+    h, w = size
+    table_h = relative_position_table(h, h, rel_pos_h)  # (h, h, C)
+    table_w = relative_position_table(w, w, rel_pos_w)  # (w, w, C)
+    grid_q = q.unflatten(2, (h, w))  # (B, heads, h, w, C)
+    bias_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, table_h)
+    bias_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, table_w)
+    bias = bias_h.unsqueeze(-1) + bias_w.unsqueeze(-2)  # (B, heads, h, w, h, w)
+    return bias.flatten(4).flatten(2, 3)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a ``(B, H, W, C)`` grid, with optional relative positions."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        use_rel_pos: bool = False,
+        rel_pos_zero_init: bool = True,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.scale = head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        if use_rel_pos:
+            if input_size is None:
+                raise ValueError("input_size is required when use_rel_pos=True")
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+            if not rel_pos_zero_init:
+                nn.init.trunc_normal_(self.rel_pos_h, std=0.02)
+                nn.init.trunc_normal_(self.rel_pos_w, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C) -> (B, H, W, C)``."""
+        b, h, w, c = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, H*W, head_dim)
+        bias = None
+        if self.use_rel_pos:
+            bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = out.transpose(1, 2).reshape(b, h, w, c)
+        return self.proj(out)
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Split ``(B, H, W, C)`` into ``(B * nW, window, window, C)``, zero-padding H and W up to
+    multiples of ``window``; also returns the padded ``(Hp, Wp)``."""
+    b, h, w, c = x.shape
+    pad_h, pad_w = -h % window, -w % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.view(b, hp // window, window, wp // window, window, c)
+    return x.transpose(2, 3).reshape(-1, window, window, c), (hp, wp)
+
+
+def window_unpartition(
+    windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``(B * nW, window, window, C) -> (B, H, W, C)``."""
+    hp, wp = padded
+    h, w = size
+    b = windows.shape[0] // ((hp // window) * (wp // window))
+    x = windows.view(b, hp // window, wp // window, window, window, -1)
+    x = x.transpose(2, 3).reshape(b, hp, wp, -1)
+    return x[:, :h, :w, :].contiguous() if (hp > h or wp > w) else x
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per sample while training."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; windowed attention when ``window_size > 0``."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
+        use_rel_pos: bool = False,
+        rel_pos_zero_init: bool = True,
+        window_size: int = 0,
+        input_size: tuple[int, int] | None = None,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(
+            dim,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            use_rel_pos=use_rel_pos,
+            rel_pos_zero_init=rel_pos_zero_init,
+            input_size=input_size if window_size == 0 else (window_size, window_size),
+        )
+        self.norm2 = norm_layer(dim)
+        self.mlp = MLPBlock(dim, int(dim * mlp_ratio), act=act_layer)
+        self.window_size = window_size
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C) -> (B, H, W, C)``."""
+        y = self.norm1(x)
+        if self.window_size > 0:
+            size = (y.shape[1], y.shape[2])
+            windows, padded = window_partition(y, self.window_size)
+            y = window_unpartition(self.attn(windows), self.window_size, padded, size)
+        else:
+            y = self.attn(y)
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ImageEncoderViT(nn.Module):
+    """``(B, 3, S, S)`` normalised, padded images -> ``(B, out_chans, S/p, S/p)`` embeddings."""
+
+    def __init__(
+        self,
+        img_size: int = 1024,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        out_chans: int = 256,
+        qkv_bias: bool = True,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
+        use_abs_pos: bool = True,
+        use_rel_pos: bool = False,
+        rel_pos_zero_init: bool = True,
+        window_size: int = 0,
+        global_attn_indexes: Sequence[int] = (),
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.img_size = img_size
+        grid = img_size // patch_size
+        self.patch_embed = PatchEmbed(
+            (patch_size, patch_size),
+            (patch_size, patch_size),
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+        )
+        self.pos_embed: nn.Parameter | None = None
+        if use_abs_pos:
+            self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(
+                dim=embed_dim,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                norm_layer=norm_layer,
+                act_layer=act_layer,
+                use_rel_pos=use_rel_pos,
+                rel_pos_zero_init=rel_pos_zero_init,
+                window_size=0 if i in global_attn_indexes else window_size,
+                input_size=(grid, grid),
+                drop_path=drop_path_rate * i / max(depth - 1, 1),
+            )
+            for i in range(depth)
+        )
+        self.neck = nn.Sequential(
+            nn.Conv2d(embed_dim, out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.neck(x.permute(0, 3, 1, 2)).contiguous()
+
+
+def encoder_from_config(cfg: EncoderConfig, drop_path_rate: float = 0.0) -> ImageEncoderViT:
+    """Build the encoder described by an :class:`~segany.config.EncoderConfig`."""
+    return ImageEncoderViT(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        mlp_ratio=cfg.mlp_ratio,
+        out_chans=cfg.out_chans,
+        qkv_bias=cfg.qkv_bias,
+        norm_layer=partial(nn.LayerNorm, eps=cfg.layer_norm_eps),  # type: ignore[arg-type]
+        use_abs_pos=cfg.use_abs_pos,
+        use_rel_pos=cfg.use_rel_pos,
+        window_size=cfg.window_size,
+        global_attn_indexes=cfg.global_attn_indexes,
+        drop_path_rate=drop_path_rate,
+    )

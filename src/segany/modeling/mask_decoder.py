@@ -1,0 +1,99 @@
+"""Mask decoder: output tokens + prompt tokens through the two-way transformer, then masks from
+hypernetwork MLPs dotted with an upscaled image embedding, and an IoU prediction per mask."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import MLP, LayerNorm2d
+
+
+class MaskDecoder(nn.Module):
+    """Predicts ``num_multimask_outputs + 1`` masks and their IoU for each prompt set."""
+
+    def __init__(
+        self,
+        *,
+        transformer_dim: int,
+        transformer: nn.Module,
+        num_multimask_outputs: int = 3,
+        activation: type[nn.Module] = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            activation(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(
+            transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
+        )
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masks ``(B, C, 4h, 4w)`` logits and IoU ``(B, C)``; C = 3 with ``multimask_output``
+        (tokens 1..3), else 1 (token 0). See :meth:`predict_masks` for the inputs."""
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        selected = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, selected], iou_pred[:, selected]
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All mask tokens: ``(B, 4, 4h, 4w)`` logits and ``(B, 4)`` IoU.
+
+        ``image_embeddings`` ``(1 or B, D, h, w)`` (one image shared by all prompt sets, or one
+        per prompt set), ``image_pe`` ``(1, D, h, w)``, ``sparse_prompt_embeddings``
+        ``(B, N, D)``, ``dense_prompt_embeddings`` ``(B or 1, D, h, w)``.
+        """
+        batch = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+
+        if image_embeddings.shape[0] not in (1, batch):
+            raise ValueError(
+                f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or {batch}"
+                " (one per prompt set)"
+            )
+        src = (image_embeddings + dense_prompt_embeddings).expand(batch, -1, -1, -1)
+        _, channels, h, w = src.shape
+        hs, src_tokens = self.transformer(src, image_pe, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        upscaled = self.output_upscaling(src_tokens.transpose(1, 2).reshape(batch, channels, h, w))
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )  # (B, 4, D/8)
+        _, c_up, h_up, w_up = upscaled.shape
+        masks = (hyper_in @ upscaled.view(batch, c_up, h_up * w_up)).view(batch, -1, h_up, w_up)
+        return masks, self.iou_prediction_head(iou_token_out)

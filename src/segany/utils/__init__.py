@@ -1,0 +1,1 @@
+"""Mirrors of the official ``segment_anything.utils`` modules, for drop-in imports."""

@@ -1,0 +1,93 @@
+"""Shared fixtures: small model configs and pairs of (segany, official) models with identical
+seeded random weights."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from segany.config import VIT_B, DecoderConfig, SamConfig
+from segany.modeling import Sam, build_model
+from segany.testing import random_state_dict
+
+seg_official = pytest.importorskip("segment_anything")
+from segment_anything import modeling as official_modeling  # noqa: E402
+
+# 256-px input, 16x16 grid, window 7 (pads 16 -> 21), two global blocks.
+SMALL = VIT_B.with_encoder(
+    img_size=256, embed_dim=64, depth=4, num_heads=2, window_size=7, global_attn_indexes=(1, 3)
+)
+SMALL = SamConfig(name="small", encoder=SMALL.encoder, decoder=DecoderConfig())
+
+
+def build_official(config: SamConfig) -> official_modeling.Sam:
+    """The official model with the same architecture as ``config``."""
+    enc, dec = config.encoder, config.decoder
+    grid = config.embedding_size
+    return official_modeling.Sam(
+        image_encoder=official_modeling.ImageEncoderViT(
+            img_size=enc.img_size,
+            patch_size=enc.patch_size,
+            embed_dim=enc.embed_dim,
+            depth=enc.depth,
+            num_heads=enc.num_heads,
+            mlp_ratio=enc.mlp_ratio,
+            out_chans=enc.out_chans,
+            qkv_bias=enc.qkv_bias,
+            norm_layer=partial(torch.nn.LayerNorm, eps=enc.layer_norm_eps),
+            use_rel_pos=enc.use_rel_pos,
+            window_size=enc.window_size,
+            global_attn_indexes=enc.global_attn_indexes,
+        ),
+        prompt_encoder=official_modeling.PromptEncoder(
+            embed_dim=dec.embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(enc.img_size, enc.img_size),
+            mask_in_chans=dec.mask_in_chans,
+        ),
+        mask_decoder=official_modeling.MaskDecoder(
+            num_multimask_outputs=dec.num_multimask_outputs,
+            transformer=official_modeling.TwoWayTransformer(
+                depth=dec.depth,
+                embedding_dim=dec.embed_dim,
+                mlp_dim=dec.mlp_dim,
+                num_heads=dec.num_heads,
+            ),
+            transformer_dim=dec.embed_dim,
+            iou_head_depth=dec.iou_head_depth,
+            iou_head_hidden_dim=dec.iou_head_hidden_dim,
+        ),
+    ).eval()
+
+
+def make_pair(config: SamConfig, seed: int = 0) -> tuple[Sam, official_modeling.Sam]:
+    ours = build_model(config)
+    theirs = build_official(config)
+    state = random_state_dict(ours.state_dict(), seed)
+    ours.load_state_dict(state, strict=True)
+    theirs.load_state_dict(state, strict=True)
+    return ours, theirs
+
+
+@pytest.fixture(scope="session")
+def small_pair() -> tuple[Sam, official_modeling.Sam]:
+    return make_pair(SMALL, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_model(small_pair) -> Sam:
+    return small_pair[0]
+
+
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth-ish random RGB image (noise plus gradients), uint8."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [xx / max(width, 1), yy / max(height, 1), (xx + yy) / max(height + width, 1)], -1
+    )
+    image = 255 * (0.7 * base + 0.3 * rng.random((height, width, 3)))
+    return image.clip(0, 255).astype(np.uint8)
