@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .data import cli as data_cli
+from .evaluate import cli as eval_cli
+from .train import cli as train_cli
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -31,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--output", default="out/demo", help="folder for overlay.png and mask.png")
     demo.set_defaults(func=_demo)
+    for room in (data_cli, train_cli, eval_cli):
+        room.register(sub)
     return parser
 
 

@@ -122,7 +122,22 @@ VIT_H = SamConfig(
     ),
 )
 
-CONFIGS: dict[str, SamConfig] = {c.name: c for c in (VIT_B, VIT_L, VIT_H)}
+# The bundled demonstration model: the official prompt encoder and decoder (so every tool
+# built for SAM's decoder works with it) on a narrow, shallow ViT at 256-px input.
+TINY = SamConfig(
+    name="tiny",
+    encoder=EncoderConfig(
+        img_size=256,
+        patch_size=16,
+        embed_dim=192,
+        depth=6,
+        num_heads=3,
+        window_size=8,
+        global_attn_indexes=(2, 5),
+    ),
+)
+
+CONFIGS: dict[str, SamConfig] = {c.name: c for c in (VIT_B, VIT_L, VIT_H, TINY)}
 OFFICIAL_NAMES: tuple[str, ...] = ("vit_h", "vit_l", "vit_b")
 
 

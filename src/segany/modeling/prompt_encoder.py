@@ -112,9 +112,13 @@ class PromptEncoder(nn.Module):
         labels = torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=boxes.device)
         return self.embed_labelled_points(corners, labels.expand(corners.shape[0], 2))
 
-    def _embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, 4h, 4w)`` mask logits -> ``(B, D, h, w)``."""
-        return self.mask_downscaling(masks)
+    def embed_dense(self, masks: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """``(B, 1, 4h, 4w)`` mask logits -> ``(B, D, h, w)``; without a mask, the learned
+        no-mask embedding broadcast to ``batch``."""
+        if masks is not None:
+            return self.mask_downscaling(masks)
+        h, w = self.image_embedding_size
+        return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, h, w)
 
     @staticmethod
     def _get_batch_size(
@@ -151,10 +155,4 @@ class PromptEncoder(nn.Module):
             tokens.append(self._embed_points(*points, pad=boxes is None))
         if boxes is not None:
             tokens.append(self._embed_boxes(boxes))
-        sparse = torch.cat(tokens, dim=1)
-        if masks is not None:
-            dense = self._embed_masks(masks)
-        else:
-            h, w = self.image_embedding_size
-            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, h, w)
-        return sparse, dense
+        return torch.cat(tokens, dim=1), self.embed_dense(masks, batch)

@@ -1,0 +1,210 @@
+"""The paper's interactive training step: one encoder pass per image, then several decoder passes
+per mask that imitate a user clicking on the errors of the previous prediction.
+
+Pass 1 prompts each mask with a uniform foreground point or a noisy box (equal odds). Every
+later pass adds a point sampled uniformly from the error region of the previous prediction
+(foreground where the object was missed, background where it spilled over), except for the
+passes that only feed the previous logits back (one at a random position, one last). The
+previous low-res logits of the selected mask are always the mask prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..modeling.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING_LABEL
+from ..modeling.sam import Sam
+from .losses import dice_loss, focal_loss, mask_iou
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """How prompts are simulated and losses weighted (defaults: the paper's recipe)."""
+
+    passes: int = 11  # decoder passes per mask: 1 initial + sampled points + passes without one
+    no_point_passes: int = 2
+    box_probability: float = 0.5
+    box_noise: float = 0.1  # noise std as a fraction of the box side ...
+    box_noise_cap: float = 20.0  # ... capped at this many pixels of a 1024-px input
+    multimask_for_box: bool = False  # a box is 2 corner tokens; like SAM 2, use one mask
+    iou_loss_on_all: bool = True  # supervise all 3 IoU predictions, not just the chosen one
+    loss_at_input_size: bool = False  # mask losses on upsampled logits (slow) or low-res ones
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
+    iou_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """The loss to backpropagate and detached terms to log."""
+
+    loss: torch.Tensor
+    focal: float
+    dice: float
+    iou_mse: float
+    first_iou: float  # mean IoU of the first pass (best candidate)
+    last_iou: float  # mean IoU of the last pass
+
+
+def point_schedule(passes: int, no_point_passes: int, generator: torch.Generator) -> list[bool]:
+    """For passes 2..P: does the pass add a point? The last ``min(1, k)`` is always without one
+    and the others without one are at random positions."""
+    later = passes - 1
+    adds = [True] * later
+    if no_point_passes <= 0 or later <= 0:
+        return adds
+    adds[-1] = False
+    others = torch.randperm(max(later - 1, 0), generator=generator)[: no_point_passes - 1]
+    for index in others.tolist():
+        adds[index] = False
+    return adds
+
+
+def sample_points(
+    region: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uniform pixel of each ``(N, H, W)`` bool region: ``(N, 2)`` (x, y) and ``(N,)`` bool
+    telling whether the region was non-empty."""
+    n, h, w = region.shape
+    scores = torch.rand((n, h * w), generator=generator).to(region.device) * region.flatten(1)
+    flat = scores.argmax(dim=1)
+    xy = torch.stack([flat % w, flat // w], dim=1).to(torch.float32)
+    return xy, region.flatten(1).any(dim=1)
+
+
+def noisy_boxes(
+    boxes: torch.Tensor, config: SimulationConfig, img_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Jitter ``(N, 4)`` XYXY boxes: Gaussian noise with std ``box_noise`` of the side length,
+    capped at ``box_noise_cap`` (scaled to the input size); clamped to the image."""
+    sides = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    cap = config.box_noise_cap * img_size / 1024
+    std = (config.box_noise * sides).clamp(max=cap)
+    noise = (torch.randn(boxes.shape, generator=generator).to(boxes.device) * std).clamp(-cap, cap)
+    jittered = (boxes + noise).clamp(0, img_size - 1)
+    x0, y0 = (
+        torch.minimum(jittered[:, 0], jittered[:, 2]),
+        torch.minimum(jittered[:, 1], jittered[:, 3]),
+    )
+    x1, y1 = (
+        torch.maximum(jittered[:, 0], jittered[:, 2]),
+        torch.maximum(jittered[:, 1], jittered[:, 3]),
+    )
+    return torch.stack([x0, y0, x1, y1], dim=1)
+
+
+def _resize(logits: torch.Tensor, size: int) -> torch.Tensor:
+    """``(N, C, s, s)`` -> ``(N, C, size, size)`` bilinear (identity when already that size)."""
+    if logits.shape[-1] == size:
+        return logits
+    return F.interpolate(logits, (size, size), mode="bilinear", align_corners=False)
+
+
+class InteractiveSimulator(nn.Module):
+    """Wraps a :class:`Sam` so one ``forward`` is one training step's loss (DDP-friendly)."""
+
+    def __init__(self, model: Sam, config: SimulationConfig = SimulationConfig()) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(
+        self,
+        images: list[torch.Tensor],
+        masks: torch.Tensor,
+        image_index: torch.Tensor,
+        boxes: torch.Tensor,
+        seed: int,
+    ) -> StepOutput:
+        """``images``: B resized ``(3, h, w)`` images (0-255); ``masks`` ``(N, S, S)`` bool ground truth in
+        the input frame; ``image_index`` ``(N,)`` image of each mask; ``boxes`` ``(N, 4)`` their
+        XYXY boxes; ``seed`` fixes every random choice of the step."""
+        cfg, model = self.config, self.model
+        generator = torch.Generator().manual_seed(seed)
+        n, size = masks.shape[0], masks.shape[-1]
+        frozen_encoder = not any(p.requires_grad for p in model.image_encoder.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_encoder):
+            embeddings = model.image_encoder(torch.stack([model.preprocess(i) for i in images]))
+        per_mask = embeddings[image_index]
+        image_pe = model.prompt_encoder.get_dense_pe()
+        low_size = 4 * model.prompt_encoder.image_embedding_size[0]
+        loss_size = size if cfg.loss_at_input_size else low_size
+        targets = F.adaptive_avg_pool2d(masks[:, None].float(), loss_size)  # (N, 1, s, s) coverage
+
+        # pass 1: a foreground point (+ padding) or the two corners of a noisy box
+        point, _ = sample_points(masks, generator)
+        device = masks.device
+        use_box = (torch.rand(n, generator=generator) < cfg.box_probability).to(device)
+        corners = noisy_boxes(boxes, cfg, size, generator).view(n, 2, 2)
+        coords = torch.where(use_box[:, None, None], corners, torch.stack([point, point], dim=1))
+        labels = torch.where(
+            use_box[:, None],
+            torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=device),
+            torch.tensor([1, PADDING_LABEL], device=device),
+        )
+        multimask = ~use_box | cfg.multimask_for_box
+
+        totals = {"focal": 0.0, "dice": 0.0, "iou": 0.0}
+        losses: list[torch.Tensor] = []
+        mask_input: torch.Tensor | None = None
+        adds_point = [True, *point_schedule(cfg.passes, cfg.no_point_passes, generator)]
+        first_iou = last_iou = 0.0
+        prediction = torch.zeros_like(masks)
+        for step, add in enumerate(adds_point):
+            if step > 0 and add:
+                error = prediction != masks
+                xy, has_error = sample_points(error, generator)
+                missed = masks.flatten(1).gather(1, (xy[:, 1] * size + xy[:, 0]).long()[:, None])[
+                    :, 0
+                ]
+                new_label = torch.where(
+                    has_error, missed.long(), torch.full_like(missed.long(), PADDING_LABEL)
+                )
+                coords = torch.cat([coords, xy[:, None]], dim=1)
+                labels = torch.cat([labels, new_label[:, None]], dim=1)
+            sparse = model.prompt_encoder.embed_labelled_points(coords, labels)
+            dense = model.prompt_encoder.embed_dense(mask_input, n)
+            low_res, iou_pred = model.mask_decoder.predict_masks(per_mask, image_pe, sparse, dense)
+            loss_logits = _resize(low_res, loss_size)
+            focal = focal_loss(loss_logits, targets.expand_as(loss_logits))
+            dice = dice_loss(loss_logits, targets.expand_as(loss_logits))
+            with torch.no_grad():
+                logits = _resize(low_res.detach(), size)
+                actual_iou = mask_iou(logits > 0, masks[:, None].expand_as(logits))
+            mask_loss = cfg.focal_weight * focal + cfg.dice_weight * dice  # (N, 4)
+            # candidates: tokens 1..3 for an ambiguous first prompt, token 0 otherwise
+            multi = multimask if step == 0 else torch.zeros(n, dtype=torch.bool, device=device)
+            best_multi = 1 + mask_loss[:, 1:].argmin(dim=1)
+            chosen = torch.where(multi, best_multi, torch.zeros_like(best_multi))
+            rows = torch.arange(n, device=device)
+            iou_err = (iou_pred - actual_iou) ** 2
+            if cfg.iou_loss_on_all:
+                iou_term = torch.where(multi, iou_err[:, 1:].mean(dim=1), iou_err[:, 0])
+            else:
+                iou_term = iou_err[rows, chosen]
+            losses.append((mask_loss[rows, chosen] + cfg.iou_weight * iou_term).mean())
+            totals["focal"] += float(focal[rows, chosen].detach().mean())
+            totals["dice"] += float(dice[rows, chosen].detach().mean())
+            totals["iou"] += float(iou_term.detach().mean())
+            # feed back the candidate the model itself prefers (highest predicted IoU)
+            preferred = torch.where(
+                multi, 1 + iou_pred[:, 1:].argmax(dim=1), torch.zeros_like(chosen)
+            )
+            mask_input = low_res[rows, preferred][:, None].detach()
+            prediction = logits[rows, preferred] > 0
+            if step == 0:
+                first_iou = float(actual_iou[rows, chosen].mean())
+            last_iou = float(actual_iou[rows, preferred].mean())
+        passes = len(adds_point)
+        return StepOutput(
+            loss=torch.stack(losses).mean(),
+            focal=totals["focal"] / passes,
+            dice=totals["dice"] / passes,
+            iou_mse=totals["iou"] / passes,
+            first_iou=first_iou,
+            last_iou=last_iou,
+        )
