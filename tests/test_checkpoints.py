@@ -107,8 +107,9 @@ def test_training_checkpoint_with_model_key_is_accepted(tmp_path, small_model):
             "SAM 2",
         ),
         (lambda p: torch.save({"vision_encoder.x": torch.zeros(1)}, p), "Hugging Face"),
-        (lambda p: p.write_bytes(b"this is not a checkpoint"), "not a readable PyTorch state dict"),
-        (lambda p: p.write_text(""), "not a readable PyTorch state dict"),
+        (lambda p: p.write_bytes(b"this is not a checkpoint"), "not a PyTorch checkpoint file"),
+        (lambda p: p.write_text(""), "not a PyTorch checkpoint file"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 broken zip"), "not a readable PyTorch state dict"),
     ],
 )
 def test_wrong_files_give_clear_errors(tmp_path, make, message):
@@ -151,7 +152,7 @@ def test_shapes_that_do_not_fit_name_the_difference(tmp_path, small_model):
 def test_weights_only_rejects_pickled_code(tmp_path):
     path = tmp_path / "model_object.pth"
     torch.save(build_model(SMALL), path)  # a whole pickled module, not a state dict
-    with pytest.raises(CheckpointError, match="not a readable PyTorch state dict"):
+    with pytest.raises(CheckpointError, match="pickled objects other than tensors"):
         load_checkpoint(path)
 
 

@@ -46,14 +46,27 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[StateDict, SamConfig | N
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint file; {_EXPECTED}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if "Weights only load failed" in text:
+            reason = "it holds pickled objects other than tensors, which are not loaded for safety"
+        else:
+            reason = text.splitlines()[0][:160] if text else type(exc).__name__
         raise CheckpointError(
-            f"{path}: not a readable PyTorch state dict ({reason[:160]}); {_EXPECTED}"
+            f"{path}: not a readable PyTorch state dict ({reason}); {_EXPECTED}"
         ) from None
     return _unwrap(obj, path), None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (``torch.save``'s format) or a pickle stream (legacy format)."""
+    with path.open("rb") as stream:
+        head = stream.read(4)
+    return head.startswith(b"PK") or head[:1] == b"\x80"
 
 
 def _read_safetensors(path: Path) -> tuple[StateDict, SamConfig | None]:
@@ -235,6 +248,8 @@ def load(
         model = load_checkpoint(checkpoint, model_type=name)
     elif (bundled := bundled_weights_path(name)) is not None:
         model = load_checkpoint(bundled)
+    elif name in BUNDLED_WEIGHTS:
+        raise ValueError(f"the bundled weights of {name!r} are missing from this installation")
     elif name in CONFIGS or name == "default":
         raise ValueError(
             f"model {name!r} needs its weights: pass checkpoint='sam_{get_config(name).name}_….pth' "

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .config import VIT_B
+from .formats.pictures import draw_overlay
 from .modeling import build_model
 from .predictor import Predictor
 from .testing import random_state_dict
@@ -47,17 +48,6 @@ def sample_scene(
     return np.clip(image + noise, 0, 255).astype(np.uint8), (150, 180)
 
 
-def draw_overlay(image: np.ndarray, mask: np.ndarray, point: tuple[int, int]) -> np.ndarray:
-    """The image with the mask tinted blue and the click drawn as a green dot (RGB)."""
-    overlay = image.astype(np.float32)
-    tint = np.array([30, 144, 255], dtype=np.float32)
-    overlay[mask] = 0.45 * overlay[mask] + 0.55 * tint
-    out = overlay.astype(np.uint8)
-    cv2.circle(out, point, 6, (0, 255, 0), -1)
-    cv2.circle(out, point, 6, (255, 255, 255), 1)
-    return out
-
-
 def run_demo(output_dir: Path) -> DemoResult:
     """Embed the sample scene, click the red disc, write ``overlay.png`` and ``mask.png``."""
     model = build_model(DEMO_CONFIG)
@@ -71,7 +61,8 @@ def run_demo(output_dir: Path) -> DemoResult:
     output_dir.mkdir(parents=True, exist_ok=True)
     overlay_path, mask_path = output_dir / "overlay.png", output_dir / "mask.png"
     cv2.imwrite(
-        str(overlay_path), cv2.cvtColor(draw_overlay(image, mask, point), cv2.COLOR_RGB2BGR)
+        str(overlay_path),
+        cv2.cvtColor(draw_overlay(image, [mask], [(*point, 1)]), cv2.COLOR_RGB2BGR),
     )
     cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)
     return DemoResult(overlay_path, mask_path, float(prediction.scores[0, best]), int(mask.sum()))

@@ -1,0 +1,53 @@
+"""Options and parsing shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..checkpoints import PRECISIONS
+from ..predictor import Predictor
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default="tiny",
+        help="tiny (bundled), vit_b / vit_l / vit_h (with --checkpoint), or a weights file",
+    )
+    group.add_argument("--checkpoint", help="weights file for an official model type")
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    group.add_argument("--precision", default="fp32", choices=PRECISIONS)
+
+
+def load_predictor(args: argparse.Namespace) -> Predictor:
+    from ..checkpoints import load
+
+    return Predictor(
+        load(args.model, args.checkpoint, device=args.device, precision=args.precision)
+    )
+
+
+def _numbers(text: str, count: tuple[int, ...], what: str, example: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in count:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is malformed; expected {example}")
+    return values
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    """``X,Y`` or ``X,Y,LABEL`` (1 foreground, default; 0 background)."""
+    values = _numbers(text, (2, 3), "point", "X,Y or X,Y,LABEL such as 120,80 or 40,60,0")
+    label = int(values[2]) if len(values) == 3 else 1
+    if len(values) == 3 and values[2] not in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f"point {text!r} has label {values[2]:g}; expected 1 or 0")
+    return values[0], values[1], label
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``X0,Y0,X1,Y1``."""
+    x0, y0, x1, y1 = _numbers(text, (4,), "box", "X0,Y0,X1,Y1 such as 10,20,200,180")
+    return x0, y0, x1, y1
