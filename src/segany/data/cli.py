@@ -6,7 +6,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("data", help="make training data")
+    parser = sub.add_parser(
+        "data",
+        help="make training data",
+        description="Example: segany data generate --output data/scenes --count 20000",
+    )
     actions = parser.add_subparsers(dest="action", required=True)
     generate = actions.add_parser(
         "generate",
