@@ -6,6 +6,7 @@ Works on numpy arrays and torch tensors through the same arithmetic.
 
 from __future__ import annotations
 
+import math
 from typing import TypeVar
 
 import numpy as np
@@ -16,10 +17,28 @@ from PIL import Image
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
-def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """Size ``(h, w)`` after scaling the longest side to ``long_side`` (round half up)."""
-    scale = long_side * 1.0 / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+SizeT = TypeVar("SizeT", int, torch.Tensor)
+
+
+def preprocess_shape(height: SizeT, width: SizeT, long_side: int) -> tuple[SizeT, SizeT]:
+    """Size ``(h, w)`` after scaling the longest side to ``long_side``: ``floor(x * scale + 0.5)``.
+
+    The one resize rule. Python ints give ints; 0-d tensors (as in an exported graph, where
+    the image size is an input) give int64 tensors, computed in float64 so that the graph
+    rounds exactly like the Python path.
+    """
+    if isinstance(height, torch.Tensor) or isinstance(width, torch.Tensor):
+        h = torch.as_tensor(height).to(torch.float64)
+        w = torch.as_tensor(width).to(torch.float64)
+        longest, floor = torch.maximum(h, w), _floor_tensor
+    else:
+        h, w, longest, floor = height, width, max(height, width), math.floor
+    scale = long_side * 1.0 / longest
+    return floor(h * scale + 0.5), floor(w * scale + 0.5)  # type: ignore[return-value]
+
+
+def _floor_tensor(x: torch.Tensor) -> torch.Tensor:
+    return torch.floor(x).to(torch.int64)
 
 
 def resize_image(image: np.ndarray, long_side: int) -> np.ndarray:

@@ -9,6 +9,11 @@ from torch import nn
 from .common import MLP, LayerNorm2d
 
 
+def output_slice(multimask_output: bool) -> slice:
+    """Which of the mask tokens a prediction returns: 1..3 with ``multimask_output``, else 0."""
+    return slice(1, None) if multimask_output else slice(0, 1)
+
+
 class MaskDecoder(nn.Module):
     """Predicts ``num_multimask_outputs + 1`` masks and their IoU for each prompt set."""
 
@@ -57,7 +62,7 @@ class MaskDecoder(nn.Module):
         masks, iou_pred = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
-        selected = slice(1, None) if multimask_output else slice(0, 1)
+        selected = output_slice(multimask_output)
         return masks[:, selected], iou_pred[:, selected]
 
     def predict_masks(

@@ -32,6 +32,17 @@ def upscale_logits(
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
 
 
+def normalize_and_pad(
+    x: torch.Tensor, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, img_size: int
+) -> torch.Tensor:
+    """Normalise ``(..., 3, h, w)`` resized RGB pixels (0-255) with ``(3, 1, 1)`` mean and std
+    and zero-pad bottom and right to ``(..., 3, img_size, img_size)``. The one preprocessing
+    implementation (the model, the ONNX encoder graph and the onnxruntime backend use it)."""
+    x = (x - pixel_mean) / pixel_std
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, img_size - w, 0, img_size - h))
+
+
 class Sam(nn.Module):
     """Promptable segmentation: embed an image once, decode masks for many prompts."""
 
@@ -68,9 +79,7 @@ class Sam(nn.Module):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``(..., 3, h, w)`` resized RGB pixels (0-255) and zero-pad to the square
         input size: ``-> (..., 3, S, S)``."""
-        x = (x - self.pixel_mean) / self.pixel_std
-        h, w = x.shape[-2:]
-        return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
+        return normalize_and_pad(x, self.pixel_mean, self.pixel_std, self.img_size)
 
     def postprocess_masks(
         self,
