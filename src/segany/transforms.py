@@ -21,24 +21,22 @@ SizeT = TypeVar("SizeT", int, torch.Tensor)
 
 
 def preprocess_shape(height: SizeT, width: SizeT, long_side: int) -> tuple[SizeT, SizeT]:
-    """Size ``(h, w)`` after scaling the longest side to ``long_side``: ``floor(x * scale + 0.5)``.
+    """Size ``(h, w)`` after scaling the longest side to ``long_side``: ``floor(x * scale + 0.5)``
+    with ``scale = long_side / max(height, width)``.
 
-    The one resize rule. Python ints give ints; 0-d tensors (as in an exported graph, where
-    the image size is an input) give int64 tensors, computed in float64 so that the graph
-    rounds exactly like the Python path.
+    The one resize rule. Python ints give ints; 0-d tensors (as in an exported graph, where the
+    image size is an input) give 0-d int64 tensors, computed in float64 with the same
+    operations so that a graph rounds exactly like the Python path.
     """
-    if isinstance(height, torch.Tensor) or isinstance(width, torch.Tensor):
-        h = torch.as_tensor(height).to(torch.float64)
-        w = torch.as_tensor(width).to(torch.float64)
-        longest, floor = torch.maximum(h, w), _floor_tensor
-    else:
-        h, w, longest, floor = height, width, max(height, width), math.floor
-    scale = long_side * 1.0 / longest
-    return floor(h * scale + 0.5), floor(w * scale + 0.5)  # type: ignore[return-value]
-
-
-def _floor_tensor(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x).to(torch.int64)
+    if not (isinstance(height, torch.Tensor) or isinstance(width, torch.Tensor)):
+        scale = long_side * 1.0 / max(height, width)
+        return math.floor(height * scale + 0.5), math.floor(width * scale + 0.5)
+    # A (2,) tensor, not 0-d ones: the ONNX exporter would compute 0-d scalars in float32.
+    size = torch.stack([torch.as_tensor(height), torch.as_tensor(width)]).to(torch.float64)
+    longest = size.amax(dim=0, keepdim=True)
+    scale = torch.full_like(longest, long_side * 1.0) / longest  # a Div, as in Python
+    new_size = torch.floor(size * scale + 0.5).to(torch.int64)
+    return new_size[0], new_size[1]  # type: ignore[return-value]
 
 
 def resize_image(image: np.ndarray, long_side: int) -> np.ndarray:

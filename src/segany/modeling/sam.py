@@ -23,10 +23,11 @@ def upscale_logits(
     low_res: torch.Tensor,
     img_size: int,
     input_size: tuple[Any, Any],
-    original_size: tuple[int, int],
+    original_size: tuple[Any, Any],
 ) -> torch.Tensor:
     """Low-res logits ``(B, C, 4h, 4w)`` -> ``(B, C, H, W)`` at the original image size:
-    bilinear to the padded square, crop the padding away, bilinear to the original size."""
+    bilinear to the padded square, crop the padding away, bilinear to the original size.
+    The sizes are ints, or 0-d int64 tensors in an exported graph."""
     masks = F.interpolate(low_res, (img_size, img_size), mode="bilinear", align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
