@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .export.cli import add_export_parser
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--output", default="out/demo", help="folder for overlay.png and mask.png")
     demo.set_defaults(func=_demo)
+    add_export_parser(sub)
     return parser
 
 
