@@ -127,6 +127,7 @@ class MaskDecoder(nn.Module):
     def _patch_matmul(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
         """A transposed convolution with kernel = stride = 2 on ``(..., C_in)`` ->
         ``(..., 4, C_out)`` (sub-pixel position row-major, then channel)."""
-        weight = conv.weight.permute(0, 2, 3, 1).flatten(1)  # (C_in, 2 * 2 * C_out)
-        out = (x @ weight).unflatten(-1, (4, -1))
-        return out + conv.bias if conv.bias is not None else out
+        weight = conv.weight.permute(2, 3, 1, 0).flatten(0, 2)  # (2 * 2 * C_out, C_in)
+        bias = None if conv.bias is None else conv.bias.repeat(4)
+        out = F.linear(x.reshape(-1, x.shape[-1]), weight, bias)  # 2-D: one GEMM with bias
+        return out.reshape(*x.shape[:-1], 4, -1)

@@ -127,7 +127,7 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm2(queries + drop(self.cross_attn_token_to_image(q, k, keys)))
         queries = self.norm3(queries + drop(self.mlp(queries)))
 
-        q, k = queries + query_pe, keys + key_pe
+        q = queries + query_pe  # keys have not changed: k is still keys + key_pe
         keys = self.norm4(keys + drop(self.cross_attn_image_to_token(k, q, queries)))
         return queries, keys
 
