@@ -460,6 +460,11 @@ def test_encoder_external_data(small_model, tmp_path):
         np.testing.assert_allclose(
             ours, small_model.image_encoder(images).numpy(), atol=LOGIT_ATOL, rtol=0
         )
+    int8 = quantize_onnx(path)
+    int8_data = tmp_path / "encoder.int8.onnx.data"
+    assert int8_data.is_file() and int8_data.stat().st_size < data.stat().st_size
+    (quantized,) = session(int8).run(None, {"images": images.numpy()})
+    assert np.corrcoef(quantized.ravel(), ours.ravel())[0, 1] > 0.99
 
 
 # ----- quantization -----

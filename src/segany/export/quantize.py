@@ -8,6 +8,7 @@ Convolutions stay fp32: onnxruntime's ``ConvInteger`` is slower than its fp32 co
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,21 +54,30 @@ def quantize_onnx(
     if target.resolve() == source.resolve():
         raise ValueError(f"{target}: the quantized graph must not overwrite its source")
     external = source.with_name(source.name + ".data").is_file()
-    quantize_dynamic(
-        source,
-        target,
-        op_types_to_quantize=list(op_types),
-        per_channel=per_channel,
-        reduce_range=False,
-        weight_type=QuantType.QInt8 if weight_type == "qint8" else QuantType.QUInt8,
-        use_external_data_format=external,
-    )
+    data_file = target.with_name(target.name + ".data")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process concerns static quantization
+    try:
+        quantize_dynamic(
+            source,
+            target,
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            reduce_range=False,
+            weight_type=QuantType.QInt8 if weight_type == "qint8" else QuantType.QUInt8,
+            use_external_data_format=external,
+        )
+    finally:
+        root.setLevel(level)
     # quantize_dynamic drops custom metadata; put ours back with the settings used.
     metadata = read_metadata(source)
     metadata["quantized"] = (
         f"dynamic {weight_type}, per_channel={per_channel}, ops={list(op_types)}"
     )
     proto = onnx.load(str(target), load_external_data=external)
+    if data_file.exists():
+        data_file.unlink()  # onnx appends to an existing data file
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -77,6 +87,6 @@ def quantize_onnx(
         str(target),
         save_as_external_data=external,
         all_tensors_to_one_file=True,
-        location=target.name + ".data",
+        location=data_file.name,
     )
     return target
