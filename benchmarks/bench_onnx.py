@@ -26,6 +26,7 @@ from common import interleaved, machine, official_and_ours, sample_image
 from segany import Predictor
 from segany.export import export_decoder, export_encoder, load_onnx, quantize_onnx
 from segany.export.decoder import OUTPUT_NAMES
+from segany.export.runtime import make_session
 
 
 def load() -> str:
@@ -33,10 +34,7 @@ def load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
-def graph_session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+SPINNING = False  # several sessions alternate here: busy-waiting idle threads would slow the others
 
 
 def prompt_set(width: int, height: int) -> list[dict]:
@@ -82,7 +80,10 @@ def main() -> None:
     image, image_name = sample_image()
     height, width = image.shape[:2]
     theirs, ours = official_and_ours(args.model)
-    print(f"machine: {machine()}; onnxruntime {ort.__version__}, {args.threads} threads")
+    print(
+        f"machine: {machine()}; onnxruntime {ort.__version__}, {args.threads} threads, "
+        f"spinning {'on' if SPINNING else 'off'}"
+    )
     print(f"model: {args.model} (seeded random weights), image: {image_name} {width}x{height}")
     print(f"at start: {load()}")
 
@@ -110,7 +111,7 @@ def main() -> None:
         "orig_im_size": np.array([height, width], np.float32),
     }
     sessions = {
-        name: graph_session(path, args.threads)
+        name: make_session(path, args.threads, spinning=SPINNING)
         for name, path in (
             ("fp32", decoder),
             ("int8", decoder_int8),
@@ -118,7 +119,7 @@ def main() -> None:
             ("single int8", single_int8),
         )
     }
-    backend = load_onnx(decoder, threads=args.threads)
+    backend = load_onnx(decoder, threads=args.threads, spinning=SPINNING)
     labels = np.array([1])
     decoder_calls = {
         "official SamPredictor.predict (PyTorch)": lambda: official.predict(point, labels),
@@ -146,7 +147,7 @@ def main() -> None:
     print(f"after decoder timing: {load()}")
 
     prompts = prompt_set(width, height)
-    backend_int8 = load_onnx(decoder_int8, threads=args.threads)
+    backend_int8 = load_onnx(decoder_int8, threads=args.threads, spinning=SPINNING)
     decoder_iou = mean_iou((backend, embedding), (backend_int8, embedding), prompts)
     print(
         f"\nint8 decoder vs fp32 decoder: mean mask IoU {decoder_iou:.4f} "
@@ -159,8 +160,8 @@ def main() -> None:
     encoder = export_encoder(ours, folder / "encoder.onnx")
     encoder_int8 = quantize_onnx(encoder)
     print(f"\nencoder export + quantization: {time.perf_counter() - started:.1f} s")
-    full = load_onnx(decoder, encoder, threads=args.threads)
-    full_int8 = load_onnx(decoder, encoder_int8, threads=args.threads)
+    full = load_onnx(decoder, encoder, threads=args.threads, spinning=SPINNING)
+    full_int8 = load_onnx(decoder, encoder_int8, threads=args.threads, spinning=SPINNING)
     encoder_calls = {
         "official SamPredictor.set_image (PyTorch)": lambda: official.set_image(image),
         "segany Predictor.embed (PyTorch)": lambda: predictor.embed(image),

@@ -35,9 +35,12 @@ def make_session(
     path: str | os.PathLike[str],
     threads: int | None = None,
     providers: Sequence[str] | None = None,
+    spinning: bool = True,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` with ``threads`` intra-op threads (default: the
-    runtime's choice, one per physical core)."""
+    runtime's choice, one per physical core). ``spinning=False`` stops idle worker threads
+    from busy-waiting, which costs a little latency on an idle machine but much more when
+    other sessions or processes share the cores."""
     require("onnxruntime")
     import onnxruntime as ort
 
@@ -50,6 +53,8 @@ def make_session(
             raise ValueError(f"threads must be >= 1, got {threads}")
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(
             str(path), options, providers=list(providers or ["CPUExecutionProvider"])
@@ -73,7 +78,7 @@ class OnnxPredictor:
     masks itself); graphs from the official ``SamOnnxModel`` export load too. Without an
     ``encoder`` graph, :meth:`embed` is unavailable: pass embeddings computed elsewhere (for
     instance by the PyTorch :class:`~segany.Predictor`). ``threads`` sets onnxruntime's
-    intra-op threads for both sessions.
+    intra-op threads for both sessions; see :func:`make_session` for ``spinning``.
     """
 
     def __init__(
@@ -83,8 +88,9 @@ class OnnxPredictor:
         *,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
+        spinning: bool = True,
     ) -> None:
-        self.decoder = make_session(decoder, threads, providers)
+        self.decoder = make_session(decoder, threads, providers, spinning)
         self._check_decoder(Path(decoder))
         meta = session_metadata(self.decoder)
         grid = int(self.decoder.get_inputs()[0].shape[-1])
@@ -101,7 +107,7 @@ class OnnxPredictor:
             self.pixel_mean = torch.tensor(config.pixel_mean).view(3, 1, 1)
             self.pixel_std = torch.tensor(config.pixel_std).view(3, 1, 1)
         if encoder is not None:
-            self.encoder = make_session(encoder, threads, providers)
+            self.encoder = make_session(encoder, threads, providers, spinning)
             self._check_encoder(Path(encoder), session_metadata(self.encoder))
 
     @property
@@ -235,7 +241,7 @@ class OnnxPredictor:
             outputs = self.decoder.run(list(OUTPUT_NAMES), feeds)
             for store, output in zip(results, outputs):
                 store.append(output[:, selected])
-        masks, scores, low_res = (np.concatenate(r) for r in results)
+        masks, scores, low_res = (r[0] if count == 1 else np.concatenate(r) for r in results)
         return Prediction(
             masks=masks if return_logits else masks > self.mask_threshold,
             scores=scores,
@@ -249,6 +255,7 @@ def load_onnx(
     *,
     threads: int | None = None,
     providers: Sequence[str] | None = None,
+    spinning: bool = True,
 ) -> OnnxPredictor:
     """The onnxruntime backend: an :class:`OnnxPredictor` over exported graphs."""
-    return OnnxPredictor(decoder, encoder, threads=threads, providers=providers)
+    return OnnxPredictor(decoder, encoder, threads=threads, providers=providers, spinning=spinning)
