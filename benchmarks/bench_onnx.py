@@ -110,6 +110,7 @@ def main() -> None:
         "has_mask_input": np.zeros(1, np.float32),
         "orig_im_size": np.array([height, width], np.float32),
     }
+    small_feeds = dict(feeds, orig_im_size=np.array([683, 1024], np.float32))
     sessions = {
         name: make_session(path, args.threads, spinning=SPINNING)
         for name, path in (
@@ -137,6 +138,9 @@ def main() -> None:
         "decoder graph, single mask (ORT int8)": lambda: sessions["single int8"].run(
             OUTPUT_NAMES, feeds
         ),
+        "decoder graph, single mask, masks at 1024x683 (ORT fp32)": lambda: sessions[
+            "single fp32"
+        ].run(OUTPUT_NAMES, small_feeds),
     }
     times = interleaved(decoder_calls, repeats=args.repeats, warmup=2)
     reference = times["official SamPredictor.predict (PyTorch)"]

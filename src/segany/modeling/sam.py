@@ -27,10 +27,31 @@ def upscale_logits(
 ) -> torch.Tensor:
     """Low-res logits ``(B, C, 4h, 4w)`` -> ``(B, C, H, W)`` at the original image size:
     bilinear to the padded square, crop the padding away, bilinear to the original size.
-    The sizes are ints, or 0-d int64 tensors in an exported graph."""
-    masks = F.interpolate(low_res, (img_size, img_size), mode="bilinear", align_corners=False)
+    The sizes are ints, or 0-d int64 tensors in an exported graph.
+
+    Only the first ``size // factor + 2`` low-res rows and columns reach the crop, so just
+    those are upsampled (by the same factor, hence the same half-pixel mapping, and far from
+    the clamped border): the result is the same, without upsampling the padding.
+    """
+    side = low_res.shape[-1]
+    factor = img_size // side
+    if low_res.shape[-2] == side and factor * side == img_size:
+        rows, cols = (_rows_needed(n, factor, side) for n in input_size)
+        size = (rows * factor, cols * factor)  # an exact multiple: the same mapping
+        masks = F.interpolate(
+            low_res[..., :rows, :cols], size, mode="bilinear", align_corners=False
+        )
+    else:
+        masks = F.interpolate(low_res, (img_size, img_size), mode="bilinear", align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+
+
+def _rows_needed(size: Any, factor: int, limit: int) -> Any:
+    """Low-res rows that bilinear upsampling by ``factor`` reads for the first ``size`` rows."""
+    if isinstance(size, torch.Tensor):
+        return torch.clamp(size // factor + 2, max=limit)
+    return min(size // factor + 2, limit)
 
 
 def normalize_and_pad(
