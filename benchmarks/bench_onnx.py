@@ -90,6 +90,11 @@ def mean_iou(a: tuple, b: tuple, prompts: list[dict]) -> float:
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="segany-bench-") as folder:
+        run(Path(folder))
+
+
+def run(folder: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="vit_b")
     parser.add_argument("--repeats", type=int, default=30)
@@ -114,7 +119,6 @@ def main() -> None:
     with torch.inference_mode():
         official.set_image(image)
 
-    folder = Path(tempfile.mkdtemp(prefix="segany-bench-"))
     started = time.perf_counter()
     decoder = export_decoder(ours, folder / "decoder.onnx")
     single = export_decoder(ours, folder / "decoder_single.onnx", return_single_mask=True)
