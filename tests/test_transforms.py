@@ -89,3 +89,10 @@ def test_postprocess_matches(small_pair):
         ours.postprocess_masks(low, (170, 256), (333, 500)),
         theirs.postprocess_masks(low, (170, 256), (333, 500)),
     )
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("long_side", [1024, 256])
+def test_preprocess_shape_on_tensors_equals_ints(size, long_side):
+    h, w = preprocess_shape(torch.tensor(float(size[0])), torch.tensor(float(size[1])), long_side)
+    assert h.dtype == torch.int64 and (int(h), int(w)) == preprocess_shape(*size, long_side)

@@ -1,6 +1,7 @@
 """segany: Segment Anything, from scratch.
 
 Native API: :func:`load`, :class:`Predictor`, :class:`Embedding`, :class:`InteractiveSession`.
+ONNX: :func:`export_onnx`, and :func:`load_onnx` (an :class:`OnnxPredictor` on onnxruntime).
 Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`,
 :class:`SamPredictor`.
 """
@@ -18,6 +19,7 @@ from .compat import (
 )
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
 from .embedding import Embedding
+from .export import OnnxPredictor, export_onnx, load_onnx
 from .modeling import Sam, build_model
 from .predictor import Prediction, Predictor
 from .session import InteractiveSession, mask_to_logits
@@ -34,6 +36,7 @@ __all__ = [
     "Embedding",
     "EncoderConfig",
     "InteractiveSession",
+    "OnnxPredictor",
     "Prediction",
     "Predictor",
     "Sam",
@@ -45,9 +48,11 @@ __all__ = [
     "build_sam_vit_b",
     "build_sam_vit_h",
     "build_sam_vit_l",
+    "export_onnx",
     "get_config",
     "load",
     "load_checkpoint",
+    "load_onnx",
     "mask_to_logits",
     "sam_model_registry",
     "save_checkpoint",

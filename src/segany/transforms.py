@@ -6,6 +6,7 @@ Works on numpy arrays and torch tensors through the same arithmetic.
 
 from __future__ import annotations
 
+import math
 from typing import TypeVar
 
 import numpy as np
@@ -16,10 +17,26 @@ from PIL import Image
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
-def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """Size ``(h, w)`` after scaling the longest side to ``long_side`` (round half up)."""
-    scale = long_side * 1.0 / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+SizeT = TypeVar("SizeT", int, torch.Tensor)
+
+
+def preprocess_shape(height: SizeT, width: SizeT, long_side: int) -> tuple[SizeT, SizeT]:
+    """Size ``(h, w)`` after scaling the longest side to ``long_side``: ``floor(x * scale + 0.5)``
+    with ``scale = long_side / max(height, width)``.
+
+    The one resize rule. Python ints give ints; 0-d tensors (as in an exported graph, where the
+    image size is an input) give 0-d int64 tensors, computed in float64 with the same
+    operations so that a graph rounds exactly like the Python path.
+    """
+    if not (isinstance(height, torch.Tensor) or isinstance(width, torch.Tensor)):
+        scale = long_side * 1.0 / max(height, width)
+        return math.floor(height * scale + 0.5), math.floor(width * scale + 0.5)
+    # A (2,) tensor, not 0-d ones: the ONNX exporter would compute 0-d scalars in float32.
+    size = torch.stack([torch.as_tensor(height), torch.as_tensor(width)]).to(torch.float64)
+    longest = size.amax(dim=0, keepdim=True)
+    scale = torch.full_like(longest, long_side * 1.0) / longest  # a Div, as in Python
+    new_size = torch.floor(size * scale + 0.5).to(torch.int64)
+    return new_size[0], new_size[1]  # type: ignore[return-value]
 
 
 def resize_image(image: np.ndarray, long_side: int) -> np.ndarray:

@@ -31,6 +31,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from ..data import cli as data_cli
     from ..evaluate import cli as eval_cli
+    from ..export.cli import add_export_parser
     from ..train import cli as train_cli
     from . import demo, embed, segment
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for room in (segment, embed, demo, data_cli, train_cli, eval_cli):
         room.register(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -17,11 +17,12 @@ class LayerNorm2d(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.eps = eps
+        self.num_channels = num_channels  # a Python int, so traced graphs keep it constant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, C, H, W)``."""
         channels_last = x.permute(0, 2, 3, 1)
-        normed = F.layer_norm(channels_last, (x.shape[1],), self.weight, self.bias, self.eps)
+        normed = F.layer_norm(channels_last, (self.num_channels,), self.weight, self.bias, self.eps)
         return normed.permute(0, 3, 1, 2)
 
 

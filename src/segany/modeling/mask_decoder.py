@@ -4,9 +4,15 @@ hypernetwork MLPs dotted with an upscaled image embedding, and an IoU prediction
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
+
+
+def output_slice(multimask_output: bool) -> slice:
+    """Which of the mask tokens a prediction returns: 1..3 with ``multimask_output``, else 0."""
+    return slice(1, None) if multimask_output else slice(0, 1)
 
 
 class MaskDecoder(nn.Module):
@@ -57,7 +63,7 @@ class MaskDecoder(nn.Module):
         masks, iou_pred = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
-        selected = slice(1, None) if multimask_output else slice(0, 1)
+        selected = output_slice(multimask_output)
         return masks[:, selected], iou_pred[:, selected]
 
     def predict_masks(
@@ -84,16 +90,44 @@ class MaskDecoder(nn.Module):
                 " (one per prompt set)"
             )
         src = (image_embeddings + dense_prompt_embeddings).expand(batch, -1, -1, -1)
-        _, channels, h, w = src.shape
+        h, w = src.shape[-2:]
         hs, src_tokens = self.transformer(src, image_pe, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        upscaled = self.output_upscaling(src_tokens.transpose(1, 2).reshape(batch, channels, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )  # (B, 4, D/8)
-        _, c_up, h_up, w_up = upscaled.shape
-        masks = (hyper_in @ upscaled.view(batch, c_up, h_up * w_up)).view(batch, -1, h_up, w_up)
+        masks = self.upscale_and_project(src_tokens, hyper_in, (h, w))
         return masks, self.iou_prediction_head(iou_token_out)
+
+    def upscale_and_project(
+        self, src_tokens: torch.Tensor, hyper_in: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """``output_upscaling`` then the hypernetwork product, on channels-last tokens.
+
+        ``src_tokens`` ``(B, h*w, D)``, ``hyper_in`` ``(B, T, D/8)`` -> masks ``(B, T, 4h, 4w)``.
+        Each 2x2-stride transposed convolution is a matmul whose outputs stay grouped by
+        source pixel (sub-pixel position, channel); layer norm and GELU act per pixel, and the
+        masks are put in spatial order once at the end, on T channels instead of D/8.
+        """
+        first, norm, act1, second, act2 = self.output_upscaling
+        x = self._patch_matmul(src_tokens, first)  # (B, hw, 4, D/4)
+        x = act1(F.layer_norm(x, (norm.num_channels,), norm.weight, norm.bias, norm.eps))
+        x = act2(self._patch_matmul(x, second))  # (B, hw, 4, 4, D/8)
+        b, tokens = hyper_in.shape[:2]
+        masks = x.flatten(1, -2) @ hyper_in.transpose(1, 2)  # (B, hw * 16, T)
+        h, w = size
+        # (B, h, w, row1, col1, row2, col2, T) -> (B, T, (h, row1, row2), (w, col1, col2))
+        masks = masks.reshape(b, h, w, 2, 2, 2, 2, tokens).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, tokens, 4 * h, 4 * w)
+
+    @staticmethod
+    def _patch_matmul(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+        """A transposed convolution with kernel = stride = 2 on ``(..., C_in)`` ->
+        ``(..., 4, C_out)`` (sub-pixel position row-major, then channel)."""
+        weight = conv.weight.permute(2, 3, 1, 0).flatten(0, 2)  # (2 * 2 * C_out, C_in)
+        bias = None if conv.bias is None else conv.bias.repeat(4)
+        out = F.linear(x.reshape(-1, x.shape[-1]), weight, bias)  # 2-D: one GEMM with bias
+        return out.reshape(*x.shape[:-1], 4, -1)

@@ -14,6 +14,34 @@ PADDING_LABEL = -1  # "not a point": pads point prompts when no box is given
 BOX_TOP_LEFT, BOX_BOTTOM_RIGHT = 2, 3
 
 
+def labelled_points(
+    points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Points and boxes as one labelled point set, the form the ONNX graph takes.
+
+    ``points`` = (coords ``(B, N, 2)``, labels ``(B, N)``), ``boxes`` ``(B, 4)`` XYXY. Box
+    corners follow the points with labels 2 and 3; without a box, one padding point
+    ``(0, 0)`` with label -1 is appended. Returns coords ``(B, N', 2)`` float32 and labels
+    ``(B, N')`` int64, or ``None`` when there is neither.
+    """
+    coords: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    if points is not None:
+        coords.append(points[0].to(torch.float32))
+        labels.append(points[1].to(torch.long))
+        if boxes is None:
+            coords.append(coords[0].new_zeros(coords[0].shape[0], 1, 2))
+            labels.append(torch.full_like(labels[0][:, :1], PADDING_LABEL))
+    if boxes is not None:
+        corners = boxes.reshape(-1, 2, 2).to(torch.float32)
+        coords.append(corners)
+        corner_labels = torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=boxes.device)
+        labels.append(corner_labels.expand(corners.shape[0], 2))
+    if not coords:
+        return None
+    return torch.cat(coords, dim=1), torch.cat(labels, dim=1)
+
+
 class PositionEmbeddingRandom(nn.Module):
     """Random Fourier features of 2-D coordinates: ``(..., 2)`` in [0, 1] -> ``(..., 2F)``."""
 
@@ -99,19 +127,6 @@ class PromptEncoder(nn.Module):
         )  # (5, D), row 0 for padding
         return position * is_point + table[labels + 1]
 
-    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
-        if pad:
-            points = torch.cat([points, points.new_zeros(points.shape[0], 1, 2)], dim=1)
-            padding = torch.full_like(labels[:, :1], PADDING_LABEL)
-            labels = torch.cat([labels, padding], dim=1)
-        return self.embed_labelled_points(points, labels)
-
-    def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
-        """``(B, 4)`` XYXY boxes -> ``(B, 2, D)`` corner tokens."""
-        corners = boxes.reshape(-1, 2, 2)
-        labels = torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=boxes.device)
-        return self.embed_labelled_points(corners, labels.expand(corners.shape[0], 2))
-
     def embed_dense(self, masks: torch.Tensor | None, batch: int) -> torch.Tensor:
         """``(B, 1, 4h, 4w)`` mask logits -> ``(B, D, h, w)``; without a mask, the learned
         no-mask embedding broadcast to ``batch``."""
@@ -147,12 +162,12 @@ class PromptEncoder(nn.Module):
 
         ``points`` = (coords ``(B, N, 2)``, labels ``(B, N)``), ``boxes`` ``(B, 4)``,
         ``masks`` ``(B, 1, 4h, 4w)``. Returns sparse ``(B, N', D)`` and dense ``(B, D, h, w)``.
-        When points come without a box, one padding point is appended.
+        When points come without a box, one padding point is appended (:func:`labelled_points`).
         """
         batch = self._get_batch_size(points, boxes, masks)
-        tokens = [torch.empty((batch, 0, self.embed_dim), device=self._get_device())]
-        if points is not None:
-            tokens.append(self._embed_points(*points, pad=boxes is None))
-        if boxes is not None:
-            tokens.append(self._embed_boxes(boxes))
-        return torch.cat(tokens, dim=1), self.embed_dense(masks, batch)
+        merged = labelled_points(points, boxes)
+        if merged is None:
+            sparse = torch.empty((batch, 0, self.embed_dim), device=self._get_device())
+        else:
+            sparse = self.embed_labelled_points(*merged)
+        return sparse, self.embed_dense(masks, batch)

@@ -23,13 +23,46 @@ def upscale_logits(
     low_res: torch.Tensor,
     img_size: int,
     input_size: tuple[Any, Any],
-    original_size: tuple[int, int],
+    original_size: tuple[Any, Any],
 ) -> torch.Tensor:
     """Low-res logits ``(B, C, 4h, 4w)`` -> ``(B, C, H, W)`` at the original image size:
-    bilinear to the padded square, crop the padding away, bilinear to the original size."""
-    masks = F.interpolate(low_res, (img_size, img_size), mode="bilinear", align_corners=False)
+    bilinear to the padded square, crop the padding away, bilinear to the original size.
+    The sizes are ints, or 0-d int64 tensors in an exported graph.
+
+    Only the first ``size // factor + 2`` low-res rows and columns reach the crop, so just
+    those are upsampled (by the same factor, hence the same half-pixel mapping, and far from
+    the clamped border): the result is the same, without upsampling the padding.
+    """
+    side = low_res.shape[-1]
+    factor = img_size // side
+    if low_res.shape[-2] == side and factor * side == img_size:
+        rows, cols = (_rows_needed(n, factor, side) for n in input_size)
+        size = (rows * factor, cols * factor)  # an exact multiple: the same mapping
+        masks = F.interpolate(
+            low_res[..., :rows, :cols], size, mode="bilinear", align_corners=False
+        )
+    else:
+        masks = F.interpolate(low_res, (img_size, img_size), mode="bilinear", align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+
+
+def _rows_needed(size: Any, factor: int, limit: int) -> Any:
+    """Low-res rows that bilinear upsampling by ``factor`` reads for the first ``size`` rows."""
+    if isinstance(size, torch.Tensor):
+        return torch.clamp(size // factor + 2, max=limit)
+    return min(size // factor + 2, limit)
+
+
+def normalize_and_pad(
+    x: torch.Tensor, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, img_size: int
+) -> torch.Tensor:
+    """Normalise ``(..., 3, h, w)`` resized RGB pixels (0-255) with ``(3, 1, 1)`` mean and std
+    and zero-pad bottom and right to ``(..., 3, img_size, img_size)``. The one preprocessing
+    implementation (the model, the ONNX encoder graph and the onnxruntime backend use it)."""
+    x = (x - pixel_mean) / pixel_std
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, img_size - w, 0, img_size - h))
 
 
 class Sam(nn.Module):
@@ -68,9 +101,7 @@ class Sam(nn.Module):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``(..., 3, h, w)`` resized RGB pixels (0-255) and zero-pad to the square
         input size: ``-> (..., 3, S, S)``."""
-        x = (x - self.pixel_mean) / self.pixel_std
-        h, w = x.shape[-2:]
-        return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
+        return normalize_and_pad(x, self.pixel_mean, self.pixel_std, self.img_size)
 
     def postprocess_masks(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -28,12 +29,56 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """``q`` ``(B, Nq, D)``, ``k``/``v`` ``(B, Nk, D)`` -> ``(B, Nq, D)``."""
+        """``q`` ``(B, Nq, D)``, ``k``/``v`` ``(B, Nk, D)`` -> ``(B, Nq, D)``.
+
+        Between a few prompt tokens and the image tokens, the projections of the long side
+        are folded into the short side (same result, re-associated products): projecting
+        4096 image tokens costs ``head_dim`` multiply-adds per head and token, the folded
+        form ``Nq`` (or ``Nk``), fewer whenever the short side has under ``head_dim`` tokens.
+        """
+        head_dim = self.internal_dim // self.num_heads
+        if q.shape[1] < head_dim < k.shape[1]:
+            return self._few_queries(q, k, v)
+        if k.shape[1] < head_dim < q.shape[1]:
+            return self._few_keys(q, k, v)
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.out_proj(out.transpose(1, 2).flatten(2))
+
+    def _per_head(self, linear: nn.Linear) -> Tensor:
+        """A projection's weight ``(C, D)`` as ``(heads, C / heads, D)``."""
+        return linear.weight.unflatten(0, (self.num_heads, -1))
+
+    def _few_queries(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Few queries, many keys: ``softmax(q_h W_k,h k^T) v W_v,h^T`` (the key bias adds
+        the same score to a whole row, which softmax ignores; rows of weights sum to 1, so
+        the value bias passes through)."""
+        heads = self.num_heads
+        q_h = self._heads(self.q_proj(q)) * (self.internal_dim // heads) ** -0.5
+        folded = torch.einsum("bhqc,hcd->bhqd", q_h, self._per_head(self.k_proj))
+        scores = folded.flatten(1, 2) @ k.transpose(1, 2)  # (B, heads * Nq, Nk)
+        weights = scores.unflatten(1, (heads, -1)).softmax(dim=-1)
+        mixed = (weights.flatten(1, 2) @ v).unflatten(1, (heads, -1))  # (B, heads, Nq, D)
+        out = torch.einsum("bhqd,hcd->bqhc", mixed, self._per_head(self.v_proj))
+        out = out + self.v_proj.bias.unflatten(0, (heads, -1))
+        return self.out_proj(out.flatten(2))
+
+    def _few_keys(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Many queries, few keys: scores ``q (W_q,h^T k_h^T) + b_q,h k_h^T`` and output
+        ``sum_h A_h (v_h W_o,h^T)``, so the long side meets only ``heads * Nk`` columns."""
+        heads = self.num_heads
+        k_h = self._heads(self.k_proj(k)) * (self.internal_dim // heads) ** -0.5
+        v_h = self._heads(self.v_proj(v))  # (B, heads, Nk, C / heads)
+        query_weight = self._per_head(self.q_proj)  # (heads, C / heads, D)
+        folded = torch.einsum("bhkc,hcd->bdhk", k_h, query_weight).flatten(2)  # (B, D, h*Nk)
+        bias = torch.einsum("bhkc,hc->bhk", k_h, self.q_proj.bias.unflatten(0, (heads, -1)))
+        scores = q @ folded + bias.flatten(1).unsqueeze(1)  # (B, Nq, heads * Nk)
+        weights = scores.unflatten(2, (heads, -1)).softmax(dim=-1).flatten(2)
+        out_weight = self.out_proj.weight.unflatten(1, (heads, -1))  # (D, heads, C / heads)
+        values = torch.einsum("bhkc,dhc->bhkd", v_h, out_weight).flatten(1, 2)  # (B, h*Nk, D)
+        return weights @ values + self.out_proj.bias
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -82,7 +127,7 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm2(queries + drop(self.cross_attn_token_to_image(q, k, keys)))
         queries = self.norm3(queries + drop(self.mlp(queries)))
 
-        q, k = queries + query_pe, keys + key_pe
+        q = queries + query_pe  # keys have not changed: k is still keys + key_pe
         keys = self.norm4(keys + drop(self.cross_attn_image_to_token(k, q, queries)))
         return queries, keys
 
