@@ -159,3 +159,15 @@ def test_weights_only_rejects_pickled_code(tmp_path):
 def test_infer_config_of_other_official_shapes():
     with torch.device("meta"):
         assert infer_config(build_model(VIT_L).state_dict()) == VIT_L
+
+
+def test_half_precision_file_loads_as_float32(tmp_path, small_model):
+    path = tmp_path / "half.safetensors"
+    save_checkpoint(small_model, path, dtype=torch.float16)
+    full = tmp_path / "full.safetensors"
+    save_checkpoint(small_model, full)
+    assert path.stat().st_size < 0.6 * full.stat().st_size
+    loaded = segany.load(path)
+    for key, value in small_model.state_dict().items():
+        assert loaded.state_dict()[key].dtype == torch.float32
+        torch.testing.assert_close(loaded.state_dict()[key], value.half().float(), atol=0, rtol=0)

@@ -210,11 +210,18 @@ def load_checkpoint(path: str | os.PathLike[str], model_type: str | None = None)
 
 
 def save_checkpoint(
-    model: Sam, path: str | os.PathLike[str], config: SamConfig | None = None
+    model: Sam,
+    path: str | os.PathLike[str],
+    config: SamConfig | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> None:
-    """Write ``model`` as safetensors with its config in the metadata."""
+    """Write ``model`` as safetensors with its config in the metadata; ``dtype=torch.float16``
+    halves the file (weights are widened back to float32 on loading)."""
     config = config or model.config or infer_config(model.state_dict())
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
     save_file(
         tensors, str(path), metadata={CONFIG_METADATA_KEY: config.to_json(), "format": "segany"}
     )

@@ -61,6 +61,29 @@ def add_export_parser(subparsers: Any) -> None:
         help="also return stability_scores and areas of the upscaled masks",
     )
     onnx.set_defaults(func=run_export)
+    weights = formats.add_parser(
+        "safetensors",
+        help="segany's own weights format, optionally in float16 (how the bundled model ships)",
+        description="Example: segany export safetensors --model runs/tiny/model.safetensors "
+        "--half --output tiny.safetensors",
+    )
+    weights.add_argument("--model", required=True, help="model name or weights file")
+    weights.add_argument("--checkpoint", help="weights file for an official model name")
+    weights.add_argument("--output", required=True, help="file to write (.safetensors)")
+    weights.add_argument("--half", action="store_true", help="store float16 (half the size)")
+    weights.set_defaults(func=run_export_weights)
+
+
+def run_export_weights(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoints import load, save_checkpoint
+
+    check_output_path(args.output)
+    model = load(args.model, args.checkpoint)
+    save_checkpoint(model, args.output, dtype=torch.float16 if args.half else torch.float32)
+    print(f"wrote {args.output}")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -169,6 +169,7 @@ class InteractiveSimulator(nn.Module):
             sparse = model.prompt_encoder.embed_labelled_points(coords, labels)
             dense = model.prompt_encoder.embed_dense(mask_input, n)
             low_res, iou_pred = model.mask_decoder.predict_masks(per_mask, image_pe, sparse, dense)
+            low_res, iou_pred = low_res.float(), iou_pred.float()  # losses in fp32 under autocast
             loss_logits = _resize(low_res, loss_size)
             focal = focal_loss(loss_logits, targets.expand_as(loss_logits))
             dice = dice_loss(loss_logits, targets.expand_as(loss_logits))
