@@ -1,0 +1,260 @@
+"""Mask utilities for segment-everything: run-length encoding (uncompressed and COCO), boxes from
+masks, the stability score, point grids, crop boxes and uncropping, small-region cleanup and box
+NMS. Vectorised in torch or numpy; no per-pixel Python loops.
+
+Conventions: masks are ``(..., H, W)`` bool; boxes XYXY with an inclusive maximum (a one-pixel
+mask at ``(x, y)`` has the box ``[x, y, x, y]``); uncompressed RLE is COCO's: column-major
+(Fortran) order, counts alternating background/foreground runs starting with background.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from itertools import product
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+EDGE_TOLERANCE = 20.0  # pixels: a box this close to an inner crop edge is cut off by the crop
+
+Box = list[int]  # XYXY
+
+
+# --- run-length encoding ------------------------------------------------------------------------
+
+
+def masks_to_rle_counts(
+    masks: Tensor,
+    offset: tuple[int, int] = (0, 0),
+    frame: tuple[int, int] | None = None,
+) -> list[np.ndarray]:
+    """Uncompressed RLE counts of ``(B, h, w)`` bool masks, each placed with its top-left corner
+    at ``offset`` ``(x0, y0)`` in an all-background ``frame`` ``(H, W)`` (default: the masks'
+    own size). The frame is never materialised. Returns one int64 array per mask."""
+    count, h, w = masks.shape
+    frame_h, frame_w = frame if frame is not None else (h, w)
+    x0, y0 = offset
+    if x0 < 0 or y0 < 0 or x0 + w > frame_w or y0 + h > frame_h:
+        raise ValueError(
+            f"masks of size {h}x{w} at {offset} do not fit a {frame_h}x{frame_w} frame"
+        )
+    total = frame_h * frame_w
+    # Column-major, each column padded with background above and below: every foreground run
+    # then starts and ends inside its column, at a change of value.
+    columns = torch.nn.functional.pad(masks.transpose(1, 2), (1, 1))
+    changes = (columns[..., 1:] != columns[..., :-1]).nonzero()  # (E, 3): mask, column, row
+    which = changes[:, 0]
+    edges = (changes[:, 1] + x0) * frame_h + changes[:, 2] + y0
+    # A run ending at the bottom of one column and one starting at the top of the next are one
+    # run in the frame when the masks span its full height.
+    if len(edges) > 1:
+        joined = (edges[1:] == edges[:-1]) & (which[1:] == which[:-1])
+        if bool(joined.any()):
+            drop = torch.zeros(len(edges), dtype=torch.bool, device=edges.device)
+            drop[1:] |= joined
+            drop[:-1] |= joined
+            edges, which = edges[~drop], which[~drop]
+    per_mask = torch.bincount(which, minlength=count).cpu().numpy()
+    edges_np = edges.cpu().numpy()
+    out = []
+    for chunk in np.split(edges_np, np.cumsum(per_mask)[:-1]):
+        counts = np.diff(chunk, prepend=0, append=total)
+        out.append(counts[:-1] if len(chunk) and chunk[-1] == total else counts)
+    return out
+
+
+def mask_to_rle_pytorch(tensor: Tensor) -> list[dict[str, Any]]:
+    """``(B, H, W)`` bool masks -> uncompressed RLE dicts ``{"size": [H, W], "counts": [...]}``."""
+    h, w = tensor.shape[1:]
+    return [{"size": [h, w], "counts": c.tolist()} for c in masks_to_rle_counts(tensor.bool())]
+
+
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """Uncompressed RLE dict -> ``(H, W)`` bool mask (C-contiguous)."""
+    h, w = rle["size"]
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    if counts.sum() != h * w:
+        raise ValueError(f"RLE counts sum to {counts.sum()}, expected {h}*{w} = {h * w}")
+    values = np.arange(len(counts)) % 2 == 1
+    return np.ascontiguousarray(np.repeat(values, counts).reshape(w, h).T)
+
+
+def area_from_rle(rle: dict[str, Any]) -> int:
+    """Foreground pixels of an uncompressed RLE dict."""
+    return int(sum(rle["counts"][1::2]))
+
+
+def coco_encode_rle(uncompressed_rle: dict[str, Any]) -> dict[str, Any]:
+    """Uncompressed RLE dict -> COCO compressed RLE with ``counts`` as a utf-8 string."""
+    from pycocotools import mask as mask_utils
+
+    h, w = uncompressed_rle["size"]
+    rle = mask_utils.frPyObjects(uncompressed_rle, h, w)
+    rle["counts"] = rle["counts"].decode("utf-8")
+    return rle
+
+
+# --- boxes and scores ---------------------------------------------------------------------------
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """``(..., H, W)`` bool -> ``(..., 4)`` int64 XYXY boxes, inclusive max; ``[0, 0, 0, 0]``
+    for an empty mask."""
+    h, w = masks.shape[-2:]
+    if masks.numel() == 0:
+        return torch.zeros(*masks.shape[:-2], 4, dtype=torch.int64, device=masks.device)
+    rows = masks.any(dim=-1)  # (..., H)
+    cols = masks.any(dim=-2)  # (..., W)
+
+    def first_last(hit: Tensor, size: int) -> tuple[Tensor, Tensor]:
+        index = torch.arange(size, device=hit.device)
+        first = torch.where(hit, index, size).amin(dim=-1)
+        last = torch.where(hit, index, -1).amax(dim=-1)
+        return first, last
+
+    y0, y1 = first_last(rows, h)
+    x0, x1 = first_last(cols, w)
+    boxes = torch.stack([x0, y0, x1, y1], dim=-1)
+    return torch.where(rows.any(dim=-1, keepdim=True), boxes, 0)
+
+
+def stability_score(logits: Tensor, threshold: float, offset: float) -> Tensor:
+    """IoU between the masks at ``threshold + offset`` and ``threshold - offset``: ``(..., H, W)``
+    logits -> ``(...)`` float32; NaN where both are empty."""
+    inner = (logits > threshold + offset).sum(dim=(-1, -2), dtype=torch.int32)
+    outer = (logits > threshold - offset).sum(dim=(-1, -2), dtype=torch.int32)
+    return inner / outer
+
+
+def box_xyxy_to_xywh(box_xyxy: Tensor | np.ndarray) -> Tensor | np.ndarray:
+    """``(..., 4)`` XYXY -> XYWH (a copy; width is ``x1 - x0``)."""
+    box = box_xyxy.clone() if isinstance(box_xyxy, Tensor) else np.array(box_xyxy, copy=True)
+    box[..., 2] = box[..., 2] - box[..., 0]
+    box[..., 3] = box[..., 3] - box[..., 1]
+    return box
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy box NMS (torchvision, one class): kept indices, best score first."""
+    categories = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
+    return batched_nms(boxes.float(), scores, categories, iou_threshold=iou_threshold)
+
+
+# --- point grids and crops ----------------------------------------------------------------------
+
+
+def build_point_grid(n_per_side: int) -> np.ndarray:
+    """``(n*n, 2)`` float64 points at cell centres of an ``n x n`` grid on [0, 1]^2, x fastest."""
+    offset = 1 / (2 * n_per_side)
+    side = np.linspace(offset, 1 - offset, n_per_side)
+    xs, ys = np.meshgrid(side, side)
+    return np.stack([xs, ys], axis=-1).reshape(-1, 2)
+
+
+def build_all_layer_point_grids(
+    n_per_side: int, n_layers: int, scale_per_layer: int
+) -> list[np.ndarray]:
+    """One grid per crop layer: ``int(n / scale**i)`` points per side in layer ``i``."""
+    return [build_point_grid(int(n_per_side / scale_per_layer**i)) for i in range(n_layers + 1)]
+
+
+def generate_crop_boxes(
+    im_size: tuple[int, ...], n_layers: int, overlap_ratio: float
+) -> tuple[list[Box], list[int]]:
+    """XYXY crop boxes and their layer: the whole image, then ``(2**i)**2`` overlapping crops
+    in layer ``i`` (x outer, y inner). Layer 1 overlaps by ``overlap_ratio`` of the short side,
+    deeper layers proportionally less."""
+    im_h, im_w = im_size[:2]
+    short_side = min(im_h, im_w)
+    boxes: list[Box] = [[0, 0, im_w, im_h]]
+    layers = [0]
+    for layer in range(1, n_layers + 1):
+        per_side = 2**layer
+        overlap = int(overlap_ratio * short_side * (2 / per_side))
+        crop_w = math.ceil((overlap * (per_side - 1) + im_w) / per_side)
+        crop_h = math.ceil((overlap * (per_side - 1) + im_h) / per_side)
+        starts_x = [int((crop_w - overlap) * i) for i in range(per_side)]
+        starts_y = [int((crop_h - overlap) * i) for i in range(per_side)]
+        for x0, y0 in product(starts_x, starts_y):
+            boxes.append([x0, y0, min(x0 + crop_w, im_w), min(y0 + crop_h, im_h)])
+            layers.append(layer)
+    return boxes, layers
+
+
+def _offset(crop_box: Sequence[int], like: Tensor, width: int) -> Tensor:
+    x0, y0 = crop_box[0], crop_box[1]
+    values = [x0, y0] * (width // 2)
+    return torch.tensor(values, device=like.device, dtype=like.dtype)
+
+
+def uncrop_boxes_xyxy(boxes: Tensor, crop_box: Sequence[int]) -> Tensor:
+    """``(..., 4)`` boxes in a crop -> the image frame."""
+    return boxes + _offset(crop_box, boxes, 4)
+
+
+def uncrop_points(points: Tensor, crop_box: Sequence[int]) -> Tensor:
+    """``(..., 2)`` points in a crop -> the image frame."""
+    return points + _offset(crop_box, points, 2)
+
+
+def uncrop_masks(masks: Tensor, crop_box: Sequence[int], orig_h: int, orig_w: int) -> Tensor:
+    """``(..., h, w)`` masks in a crop -> ``(..., H, W)``, zero outside the crop."""
+    x0, y0, x1, y1 = crop_box
+    if (x0, y0, x1, y1) == (0, 0, orig_w, orig_h):
+        return masks
+    pad = (x0, orig_w - x1, y0, orig_h - y1)
+    return torch.nn.functional.pad(masks, pad, value=0)
+
+
+def is_box_near_crop_edge(
+    boxes: Tensor, crop_box: Sequence[int], orig_box: Sequence[int], atol: float = EDGE_TOLERANCE
+) -> Tensor:
+    """``(B, 4)`` boxes in crop coordinates -> ``(B,)`` bool: within ``atol`` of a crop edge that
+    is not also an edge of the image ``orig_box``."""
+    crop = torch.as_tensor(crop_box, dtype=torch.float32, device=boxes.device)
+    image = torch.as_tensor(orig_box, dtype=torch.float32, device=boxes.device)
+    boxes = uncrop_boxes_xyxy(boxes, crop_box).float()
+    near_crop = torch.isclose(boxes, crop[None], atol=atol, rtol=0)
+    near_image = torch.isclose(boxes, image[None], atol=atol, rtol=0)
+    return (near_crop & ~near_image).any(dim=1)
+
+
+def batch_iterator(batch_size: int, *args: Sequence[Any]) -> Iterator[list[Any]]:
+    """Slices of ``batch_size`` along the first axis of equally long sequences."""
+    if not args or any(len(a) != len(args[0]) for a in args):
+        raise ValueError("batch_iterator needs one or more sequences of the same length")
+    for start in range(0, len(args[0]), batch_size):
+        yield [a[start : start + batch_size] for a in args]
+
+
+# --- small-region cleanup -----------------------------------------------------------------------
+
+
+def remove_small_regions(
+    mask: np.ndarray, area_thresh: float, mode: Literal["holes", "islands"]
+) -> tuple[np.ndarray, bool]:
+    """Fill holes (``"holes"``) or drop islands (``"islands"``) smaller than ``area_thresh``
+    (8-connected, OpenCV). If every island is small, the largest is kept. Returns the mask and
+    whether it changed."""
+    import cv2
+
+    if mode not in ("holes", "islands"):
+        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+    holes = mode == "holes"
+    working = (mask ^ holes).astype(np.uint8)  # holes: components of the background
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(working, connectivity=8)
+    sizes = stats[1:, cv2.CC_STAT_AREA]
+    small = sizes < area_thresh
+    if not small.any():
+        return mask, False
+    if holes:  # label 0 is the mask itself: keep it and the small holes
+        keep = np.concatenate([[True], small])
+    else:
+        keep = np.concatenate([[False], ~small])
+        if not keep.any():
+            keep[int(np.argmax(sizes)) + 1] = True
+    return keep[labels], True
