@@ -11,6 +11,9 @@ from segment_anything.utils import amg as official
 from segany import masks
 from segany.utils import amg as dropin
 
+# pycocotools' own decode trips a numpy 2 deprecation warning
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 
 def _random_masks(generator: torch.Generator, count: int, h: int, w: int) -> torch.Tensor:
     out = torch.rand(count, h, w, generator=generator) < torch.rand(
