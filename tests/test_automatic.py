@@ -1,6 +1,11 @@
 """The automatic mask generator against the official ``SamAutomaticMaskGenerator`` on identical
-weights: same number of masks and, record by record, the same boxes, areas, crops and points,
-IoU and stability within 1e-4, masks with IoU >= 0.999; in every output mode.
+weights: same number of masks and, record by record, the same crops and points, the same boxes
+and areas, IoU and stability within 1e-4, masks with IoU >= 0.999; in every output mode.
+
+Boxes and areas are compared exactly, except that a pixel whose logit lies within float
+rounding (~1e-5) of the mask threshold may land on either side: such a flip changes an area by
+a pixel or two and, at a mask's extremity, a box coordinate by one. At most 2% of records may
+show one, and never by more.
 
 Models: seeded random weights (the SMALL config) whose mask head paints regions rather than
 texture (:func:`segany.testing.region_mask_head`), with the IoU and stability thresholds at 0 so
@@ -86,6 +91,7 @@ def assert_same_records(mine: list[dict], official: list[dict]) -> None:
     """Same count; each official record matched to ours by prompt point, crop and closest
     predicted IoU; then field by field."""
     assert len(mine) == len(official)
+    flips = 0
     pool = defaultdict(list)
     for record in mine:
         assert list(record) == KEYS
@@ -95,8 +101,10 @@ def assert_same_records(mine: list[dict], official: list[dict]) -> None:
         assert candidates, f"no mask of ours for point {theirs['point_coords']}"
         ours = min(candidates, key=lambda r: abs(r["predicted_iou"] - theirs["predicted_iou"]))
         candidates.remove(ours)
-        assert ours["bbox"] == theirs["bbox"]
-        assert ours["area"] == theirs["area"]
+        if ours["bbox"] != theirs["bbox"] or ours["area"] != theirs["area"]:
+            flips += 1
+            assert np.abs(np.subtract(ours["bbox"], theirs["bbox"])).max() <= 1
+            assert abs(ours["area"] - theirs["area"]) <= 2
         assert all(isinstance(v, int) for v in [ours["area"], *ours["bbox"], *ours["crop_box"]])
         assert ours["predicted_iou"] == pytest.approx(theirs["predicted_iou"], abs=TOL)
         assert ours["stability_score"] == pytest.approx(

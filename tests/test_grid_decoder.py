@@ -56,3 +56,19 @@ def test_grid_decoder_decodes_in_chunks_alike(small_model):
         whole = decoder.decode(image, sparse)
         parts = [decoder.decode(image, sparse[i : i + 3]) for i in range(0, 10, 3)]
     torch.testing.assert_close(torch.cat([p.iou for p in parts]), whole.iou, atol=1e-6, rtol=0)
+
+
+def test_grid_decoder_follows_weight_updates():
+    ours, _ = make_pair(SMALL, seed=4)
+    features, points, labels = _inputs(SMALL, 3, seed=4)
+    decoder = GridDecoder(ours)
+    with torch.inference_mode():
+        sparse, _ = ours.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        before = decoder.decode(decoder.image(features), sparse).iou
+    with torch.no_grad():  # an optimiser step changes weights in place
+        ours.mask_decoder.transformer.final_attn_token_to_image.q_proj.weight.mul_(1.5)
+    with torch.inference_mode():
+        after = decoder.decode(decoder.image(features), sparse).iou
+        _, expected = ours.decode(features, points=(points, labels))
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, atol=ATOL, rtol=0)

@@ -65,10 +65,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Work sizes: each decoder call holds a few (N, D) image-token tensors per prompt and each
-# upscaling call a padded-square and a crop-sized float map per mask; these budgets (in floats)
-# keep both in the tens of megabytes, whatever the model and image size.
-DECODE_BUDGET = 2**23  # 8 prompts of 4096 x 256 image tokens
+# Work sizes, in floats per tensor, whatever the model and image size. The transformer holds a
+# few (N, D) image-token tensors per prompt: 16 prompts of 4096 x 256 tokens, enough to keep the
+# many small prompt-token operations few (they dominate on a busy CPU). The mask head holds
+# about 3 (N, D) tensors per prompt, the upscaling a padded square and a crop per mask.
+DECODE_BUDGET = 2**24
+MASK_HEAD_BUDGET = 2**23
 UPSCALE_BUDGET = 2**24
 
 
@@ -319,7 +321,10 @@ class SamAutomaticMaskGenerator:
         if len(prompt_index) == 0:
             return MaskTable.empty()
         needed, row = torch.unique(prompt_index, return_inverse=True)
-        low_res = self.decoder.masks(decoded, needed)[row, mask_index]  # (M, 4h, 4w)
+        step = max(1, MASK_HEAD_BUDGET // shared.keys.numel())
+        low_res = torch.cat(
+            [self.decoder.masks(decoded, needed[i : i + step]) for i in range(0, len(needed), step)]
+        )[row, mask_index]  # (M, 4h, 4w)
         iou = decoded.iou[prompt_index, mask_index]
         h, w = crop.size
         step = max(1, UPSCALE_BUDGET // (self.model.img_size**2 + h * w))

@@ -125,9 +125,11 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
 def stability_score(logits: Tensor, threshold: float, offset: float) -> Tensor:
     """IoU between the masks at ``threshold + offset`` and ``threshold - offset``: ``(..., H, W)``
     logits -> ``(...)`` float32; NaN where both are empty."""
-    inner = (logits > threshold + offset).sum(dim=(-1, -2), dtype=torch.int32)
-    outer = (logits > threshold - offset).sum(dim=(-1, -2), dtype=torch.int32)
-    return inner / outer
+
+    def count(mask: Tensor) -> Tensor:  # int8 sums vectorise far better than bool reductions
+        return mask.view(torch.int8).flatten(-2).sum(-1, dtype=torch.int32)
+
+    return count(logits > threshold + offset) / count(logits > threshold - offset)
 
 
 def box_xyxy_to_xywh(box_xyxy: Tensor | np.ndarray) -> Tensor | np.ndarray:
