@@ -268,3 +268,30 @@ def test_explicit_point_grids_match_official(setup):
     mine, official = run_both(setup, points_per_side=None, point_grids=grids, crop_n_layers=1)
     assert len(official) >= 5
     assert_same_records(mine, official)
+
+
+def test_stability_bound_skips_upscaling_without_changing_results(setup, monkeypatch):
+    """Masks whose stability provably fails are never upscaled; the records stay the official
+    ones."""
+    import segany.automatic as automatic
+
+    upscaled = []
+    original = automatic.upscale_logits
+
+    def spy(low_res, *args):
+        upscaled.append(len(low_res))
+        return original(low_res, *args)
+
+    monkeypatch.setattr(automatic, "upscale_logits", spy)
+    settings = dict(points_per_side=16, pred_iou_thresh=0.4, stability_score_thresh=0.1)
+    mine, official = run_both(setup, **settings, box_nms_thresh=1.0)
+    assert_same_records(mine, official)
+    ours, _, image, _ = setup
+    passed_iou = SamAutomaticMaskGenerator(ours, **{**settings, "stability_score_thresh": 0.0})
+    upscaled.clear()
+    generator = SamAutomaticMaskGenerator(ours, **settings)
+    generator.generate(image)
+    with_bound = sum(upscaled)
+    upscaled.clear()
+    passed_iou.generate(image)
+    assert with_bound < 0.9 * sum(upscaled), (with_bound, sum(upscaled))

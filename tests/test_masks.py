@@ -9,6 +9,7 @@ from pycocotools import mask as mask_utils
 from segment_anything.utils import amg as official
 
 from segany import masks
+from segany.modeling.sam import upscale_logits
 from segany.utils import amg as dropin
 
 # pycocotools' own decode trips a numpy 2 deprecation warning
@@ -159,3 +160,38 @@ def test_dropin_module_has_the_official_names():
     for name in names:
         assert callable(getattr(dropin, name)), name
         assert hasattr(official, name), name
+
+
+@pytest.mark.parametrize(
+    ("low_res", "img_size", "input_size", "original_size"),
+    [
+        (64, 256, (171, 256), (150, 225)),  # downscale, landscape
+        (64, 256, (256, 97), (600, 227)),  # upscale, portrait
+        (256, 1024, (684, 1024), (534, 800)),  # a photo at full size
+        (16, 64, (64, 64), (64, 64)),  # no resize
+    ],
+)
+def test_upscale_footprint_bounds_the_upscaled_logits(low_res, img_size, input_size, original_size):
+    g = torch.Generator().manual_seed(low_res + input_size[1])
+    smooth = torch.nn.functional.interpolate(
+        torch.randn(4, 1, low_res // 4, low_res // 4, generator=g) * 4,
+        (low_res, low_res),
+        mode="bilinear",
+    )[:, 0]
+    logits = torch.cat(
+        [smooth, torch.randn(2, low_res, low_res, generator=g) * 3, smooth[:1] - 100]
+    )
+    up = upscale_logits(logits[:, None], img_size, input_size, original_size)[:, 0]
+    footprint = masks.UpscaleFootprint.of(low_res, img_size, input_size, original_size)
+    low, high = footprint._extremes(logits)
+    rows, cols = footprint.row_count, footprint.col_count
+    assert rows.sum() == original_size[0] and cols.sum() == original_size[1]
+    low = low.repeat_interleave(rows, dim=1).repeat_interleave(cols, dim=2)
+    high = high.repeat_interleave(rows, dim=1).repeat_interleave(cols, dim=2)
+    assert bool((low - 1e-4 <= up).all()) and bool((up <= high + 1e-4).all())
+    for offset in (1.0, 0.25):
+        exact = masks.stability_score(up, 0.0, offset)
+        bound = footprint.stability_upper_bound(logits, 0.0, offset)
+        assert bool(((exact <= bound) | exact.isnan()).all())
+        assert bool((exact[bound == 0] == 0).all() | exact[bound == 0].isnan().all())
+    assert bound[-1] == 0  # all below the threshold: nothing to upscale

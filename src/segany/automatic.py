@@ -11,9 +11,12 @@ Where the time goes, and what segany does about it (see ``BENCHMARKS.md``):
   the image side once and folds the attention projections into the prompt side;
 - the predicted-IoU filter does not depend on resolution, so it runs first: the mask head and
   the upscaling run only for the masks that passed it;
-- stability needs the upscaled logits to give the official answer; segany upscales the surviving
-  masks a few at a time and drops the upscaled logits once masks are run-length encoded, so
-  memory is bounded by a handful of full-size masks, not by 3 x ``points_per_batch``;
+- stability needs the upscaled logits to give the official answer, but every upscaled logit is
+  a convex combination of a few low-res ones, which bounds the score from the low-res logits:
+  masks whose bound is under the threshold are dropped without upscaling (the same answer,
+  provably: :class:`~segany.masks.UpscaleFootprint`); the rest are upscaled a few at a time
+  and dropped once run-length encoded, so memory is bounded by a handful of full-size masks,
+  not by 3 x ``points_per_batch``;
 - run-length encoding places crop masks in the image frame arithmetically, without padding.
 """
 
@@ -33,6 +36,7 @@ from torchvision.ops import box_area
 from .embedding import check_image
 from .grid_decoder import GridDecoder, SharedImage
 from .masks import (
+    UpscaleFootprint,
     box_xyxy_to_xywh,
     build_all_layer_point_grids,
     coco_encode_rle,
@@ -148,6 +152,17 @@ class _Crop:
     def size(self) -> tuple[int, int]:
         x0, y0, x1, y1 = self.box
         return y1 - y0, x1 - x0
+
+
+@dataclass(frozen=True)
+class _CropWork:
+    """What the batches of one crop share: the crop, its decoder inputs, its resized size and
+    the footprint of the upscaling."""
+
+    crop: _Crop
+    shared: SharedImage
+    input_size: tuple[int, int]
+    footprint: UpscaleFootprint
 
 
 class SamAutomaticMaskGenerator:
@@ -270,8 +285,15 @@ class SamAutomaticMaskGenerator:
     def _process_crop(self, image: np.ndarray, crop: _Crop) -> MaskTable:
         x0, y0, x1, y1 = crop.box
         embedding = self.predictor.embed(image[y0:y1, x0:x1])
-        shared = self.decoder.image(embedding.features)
         h, w = crop.size
+        work = _CropWork(
+            crop=crop,
+            shared=self.decoder.image(embedding.features),
+            input_size=embedding.input_size,
+            footprint=UpscaleFootprint.of(
+                self.predictor.low_res_size, self.model.img_size, embedding.input_size, (h, w)
+            ),
+        )
         points = self.point_grids[crop.layer] * np.array([[w, h]], dtype=np.float64)
         model_points = scale_coords(
             torch.as_tensor(points, dtype=torch.float32, device=self.model.device),
@@ -282,19 +304,13 @@ class SamAutomaticMaskGenerator:
         sparse, _ = self.model.prompt_encoder(
             points=(model_points[:, None], labels), boxes=None, masks=None
         )
-        tokens = shared.keys.numel()
-        step = max(1, min(self.points_per_batch, DECODE_BUDGET // tokens))
-        parts = [
-            self._process_batch(
-                shared,
-                sparse[start : start + step],
-                points[start : start + step],
-                crop,
-                embedding.input_size,
-            )
-            for start in range(0, len(points), step)
-        ]
-        table = MaskTable.cat(parts)
+        step = max(1, min(self.points_per_batch, DECODE_BUDGET // work.shared.keys.numel()))
+        table = MaskTable.cat(
+            [
+                self._process_batch(work, sparse[i : i + step], points[i : i + step])
+                for i in range(0, len(points), step)
+            ]
+        )
         if not len(table):
             return table
         table = table.select(nms(table.boxes, table.iou, self.box_nms_thresh))
@@ -303,17 +319,10 @@ class SamAutomaticMaskGenerator:
         table.points = table.points + offset[:2].double()
         return table
 
-    def _process_batch(
-        self,
-        shared: SharedImage,
-        sparse: Tensor,
-        points: np.ndarray,
-        crop: _Crop,
-        input_size: tuple[int, int],
-    ) -> MaskTable:
+    def _process_batch(self, work: _CropWork, sparse: Tensor, points: np.ndarray) -> MaskTable:
         """Decode a few prompts of one crop and keep the masks that pass the filters; boxes in
         the crop frame, RLE in the image frame."""
-        decoded = self.decoder.decode(shared, sparse, multimask=True)
+        decoded = self.decoder.decode(work.shared, sparse, multimask=True)
         keep = decoded.iou > self.pred_iou_thresh
         if self.pred_iou_thresh <= 0.0:
             keep = torch.ones_like(keep)
@@ -321,40 +330,39 @@ class SamAutomaticMaskGenerator:
         if len(prompt_index) == 0:
             return MaskTable.empty()
         needed, row = torch.unique(prompt_index, return_inverse=True)
-        step = max(1, MASK_HEAD_BUDGET // shared.keys.numel())
+        step = max(1, MASK_HEAD_BUDGET // work.shared.keys.numel())
         low_res = torch.cat(
             [self.decoder.masks(decoded, needed[i : i + step]) for i in range(0, len(needed), step)]
         )[row, mask_index]  # (M, 4h, 4w)
         iou = decoded.iou[prompt_index, mask_index]
-        h, w = crop.size
-        step = max(1, UPSCALE_BUDGET // (self.model.img_size**2 + h * w))
-        parts = []
-        for start in range(0, len(low_res), step):
-            part = slice(start, start + step)
-            parts.append(
-                self._filter_masks(
-                    low_res[part],
-                    iou[part],
-                    points[prompt_index[part].cpu().numpy()],
-                    crop,
-                    input_size,
-                )
+        if self.stability_score_thresh > 0.0:  # provably failing masks are not upscaled
+            bound = work.footprint.stability_upper_bound(
+                low_res, self.model.mask_threshold, self.stability_score_offset
             )
+            hopeful = bound >= self.stability_score_thresh
+            low_res, iou, prompt_index = low_res[hopeful], iou[hopeful], prompt_index[hopeful]
+        h, w = work.crop.size
+        step = max(1, UPSCALE_BUDGET // (self.model.img_size**2 + h * w))
+        parts = [
+            self._filter_masks(
+                work,
+                low_res[i : i + step],
+                iou[i : i + step],
+                points[prompt_index[i : i + step].cpu().numpy()],
+            )
+            for i in range(0, len(low_res), step)
+        ]
         return MaskTable.cat(parts)
 
     def _filter_masks(
-        self,
-        low_res: Tensor,
-        iou: Tensor,
-        points: np.ndarray,
-        crop: _Crop,
-        input_size: tuple[int, int],
+        self, work: _CropWork, low_res: Tensor, iou: Tensor, points: np.ndarray
     ) -> MaskTable:
         """Upscale ``(M, 4h, 4w)`` logits to the crop, filter by stability and crop edges, and
         encode what is left."""
+        crop = work.crop
         threshold = self.model.mask_threshold
-        h, w = crop.size
-        logits = upscale_logits(low_res[:, None], self.model.img_size, input_size, (h, w))[:, 0]
+        logits = upscale_logits(low_res[:, None], self.model.img_size, work.input_size, crop.size)
+        logits = logits[:, 0]
         stability = stability_score(logits, threshold, self.stability_score_offset)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh
@@ -376,7 +384,7 @@ class SamAutomaticMaskGenerator:
         return MaskTable(
             counts=masks_to_rle_counts(masks, (crop.box[0], crop.box[1]), crop.image_size),
             boxes=boxes.cpu(),
-            areas=masks.sum(dim=(1, 2), dtype=torch.int64).cpu(),
+            areas=masks.view(torch.int8).flatten(1).sum(1, dtype=torch.int64).cpu(),
             iou=iou.float().cpu(),
             stability=stability.float().cpu(),
             points=torch.as_tensor(points, dtype=torch.float64).reshape(count, 2),

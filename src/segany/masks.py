@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import product
 from typing import Any, Literal
 
@@ -130,6 +131,87 @@ def stability_score(logits: Tensor, threshold: float, offset: float) -> Tensor:
         return mask.view(torch.int8).flatten(-2).sum(-1, dtype=torch.int32)
 
     return count(logits > threshold + offset) / count(logits > threshold - offset)
+
+
+@dataclass(frozen=True)
+class UpscaleFootprint:
+    """Which low-res logits each output pixel of :func:`segany.modeling.sam.upscale_logits`
+    reads: rows ``row_lo[i]..row_hi[i]`` for the ``row_count[i]`` output rows of group ``i``, and
+    the same for columns. Bilinear weights are non-negative and sum to one, so every output
+    logit lies between the minimum and the maximum of its footprint."""
+
+    row_lo: Tensor
+    row_hi: Tensor
+    row_count: Tensor
+    col_lo: Tensor
+    col_hi: Tensor
+    col_count: Tensor
+
+    @staticmethod
+    def of(
+        low_res: int, img_size: int, input_size: tuple[int, int], original_size: tuple[int, int]
+    ) -> UpscaleFootprint:
+        """For ``(low_res, low_res)`` logits upscaled to the padded ``img_size`` square, cropped
+        to ``input_size`` and resized to ``original_size``."""
+
+        def reads(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray]:
+            # bilinear, align_corners=False: output i reads inputs floor(s) and floor(s) + 1 at
+            # s = (i + 0.5) * in / out - 0.5 (clamped); widened for float rounding of s
+            source = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
+            first = np.floor(np.maximum(source - 1e-4, 0.0)).astype(np.int64)
+            last = np.floor(np.maximum(source + 1e-4, 0.0)).astype(np.int64) + 1
+            return np.minimum(first, in_size - 1), np.minimum(last, in_size - 1)
+
+        def axis(in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
+            up_first, up_last = reads(img_size, low_res)
+            down_first, down_last = reads(out_size, in_size)
+            pairs = np.stack([up_first[down_first], up_last[down_last]], axis=1)
+            unique, counts = np.unique(pairs, axis=0, return_counts=True)
+            return (
+                torch.from_numpy(unique[:, 0]),
+                torch.from_numpy(unique[:, 1]),
+                torch.from_numpy(counts),
+            )
+
+        rows = axis(input_size[0], original_size[0])
+        cols = axis(input_size[1], original_size[1])
+        return UpscaleFootprint(*rows, *cols)
+
+    def _extremes(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Footprint minima and maxima ``(M, rows, cols)`` of ``(M, h, w)`` low-res logits."""
+
+        def reduce(x: Tensor, lo: Tensor, hi: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+            lo, hi = lo.to(x.device), hi.to(x.device)
+            low = high = x.index_select(dim, lo)
+            for step in range(1, int((hi - lo).max()) + 1):
+                part = x.index_select(dim, torch.minimum(lo + step, hi))
+                low, high = torch.minimum(low, part), torch.maximum(high, part)
+            return low, high
+
+        row_min, row_max = reduce(logits, self.row_lo, self.row_hi, 1)
+        low, _ = reduce(row_min, self.col_lo, self.col_hi, 2)
+        _, high = reduce(row_max, self.col_lo, self.col_hi, 2)
+        return low, high
+
+    def stability_upper_bound(self, logits: Tensor, threshold: float, offset: float) -> Tensor:
+        """``(M,)`` float32 bounds that the :func:`stability_score` of the upscaled ``(M, h, w)``
+        logits never exceeds (0 where the score is 0 or NaN): a mask whose bound is below the
+        stability threshold fails the threshold after upscaling too, so it need not be
+        upscaled."""
+        low, high = self._extremes(logits)
+        # slack for the rounding of the interpolation arithmetic
+        slack = 1e-5 * (1.0 + logits.abs().flatten(1).amax(dim=1))[:, None, None]
+        weight = (self.row_count[:, None] * self.col_count[None, :]).to(logits.device)
+
+        def count(mask: Tensor) -> Tensor:
+            return (mask * weight).sum(dim=(1, 2))
+
+        inner_most = count(high > threshold + offset - slack)  # >= pixels above t + o
+        outer_least = count(low > threshold - offset + slack)  # <= pixels above t - o
+        bound = inner_most.to(torch.int32) / outer_least.clamp(min=1).to(torch.int32)
+        bound[outer_least == 0] = float("inf")
+        bound[inner_most == 0] = 0.0
+        return bound
 
 
 def box_xyxy_to_xywh(box_xyxy: Tensor | np.ndarray) -> Tensor | np.ndarray:
