@@ -70,12 +70,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Work sizes, in floats per tensor, whatever the model and image size. The transformer holds a
-# few (N, D) image-token tensors per prompt: 16 prompts of 4096 x 256 tokens, enough to keep the
-# many small prompt-token operations few (they dominate on a busy CPU). The mask head holds
-# about 3 (N, D) tensors per prompt, the upscaling a padded square and a crop per mask.
-DECODE_BUDGET = 2**24
-MASK_HEAD_BUDGET = 2**23
+# few (N, D) image-token tensors per prompt: 32 prompts of 4096 x 256 tokens, enough to keep the
+# many small prompt-token operations few (each costs a thread synchronisation, which dominates
+# on a busy CPU). The mask head holds about 3 (N, D) tensors per prompt, the upscaling a padded
+# square and a crop per mask.
+DECODE_BUDGET = 2**25
+MASK_HEAD_BUDGET = 2**24
 UPSCALE_BUDGET = 2**24
+CANDIDATE_GROUP = 64  # low-res masks (256 KiB each) gathered before the stability stage
 
 
 @dataclass
@@ -304,11 +306,10 @@ class SamAutomaticMaskGenerator:
         sparse, _ = self.model.prompt_encoder(
             points=(model_points[:, None], labels), boxes=None, masks=None
         )
-        step = max(1, min(self.points_per_batch, DECODE_BUDGET // work.shared.keys.numel()))
         table = MaskTable.cat(
             [
-                self._process_batch(work, sparse[i : i + step], points[i : i + step])
-                for i in range(0, len(points), step)
+                self._filter_candidates(work, *candidates)
+                for candidates in self._candidates(work, sparse, points)
             ]
         )
         if not len(table):
@@ -319,40 +320,59 @@ class SamAutomaticMaskGenerator:
         table.points = table.points + offset[:2].double()
         return table
 
-    def _process_batch(self, work: _CropWork, sparse: Tensor, points: np.ndarray) -> MaskTable:
-        """Decode a few prompts of one crop and keep the masks that pass the filters; boxes in
-        the crop frame, RLE in the image frame."""
-        decoded = self.decoder.decode(work.shared, sparse, multimask=True)
-        keep = decoded.iou > self.pred_iou_thresh
-        if self.pred_iou_thresh <= 0.0:
-            keep = torch.ones_like(keep)
-        prompt_index, mask_index = keep.nonzero(as_tuple=True)  # official order: point-major
-        if len(prompt_index) == 0:
-            return MaskTable.empty()
-        needed, row = torch.unique(prompt_index, return_inverse=True)
-        step = max(1, MASK_HEAD_BUDGET // work.shared.keys.numel())
-        low_res = torch.cat(
-            [self.decoder.masks(decoded, needed[i : i + step]) for i in range(0, len(needed), step)]
-        )[row, mask_index]  # (M, 4h, 4w)
-        iou = decoded.iou[prompt_index, mask_index]
-        if self.stability_score_thresh > 0.0:  # provably failing masks are not upscaled
+    def _candidates(
+        self, work: _CropWork, sparse: Tensor, points: np.ndarray
+    ) -> Iterator[tuple[Tensor, Tensor, np.ndarray]]:
+        """Decode the crop's prompts a chunk at a time; yield the masks that pass the IoU filter
+        as ``(M, 4h, 4w)`` low-res logits, ``(M,)`` IoU and ``(M, 2)`` points, gathered into
+        groups of about :data:`CANDIDATE_GROUP` (point-major, like the official order)."""
+        tokens = work.shared.keys.numel()
+        step = max(1, min(self.points_per_batch, DECODE_BUDGET // tokens))
+        head_step = max(1, MASK_HEAD_BUDGET // tokens)
+        pending: list[tuple[Tensor, Tensor, np.ndarray]] = []
+        for start in range(0, len(points), step):
+            decoded = self.decoder.decode(work.shared, sparse[start : start + step])
+            keep = decoded.iou > self.pred_iou_thresh
+            if self.pred_iou_thresh <= 0.0:
+                keep = torch.ones_like(keep)
+            prompt_index, mask_index = keep.nonzero(as_tuple=True)
+            if len(prompt_index):
+                needed, row = torch.unique(prompt_index, return_inverse=True)
+                low_res = torch.cat(
+                    [
+                        self.decoder.masks(decoded, needed[i : i + head_step])
+                        for i in range(0, len(needed), head_step)
+                    ]
+                )[row, mask_index]
+                chosen = points[start + prompt_index.cpu().numpy()]
+                pending.append((low_res, decoded.iou[prompt_index, mask_index], chosen))
+            if sum(len(p[0]) for p in pending) >= CANDIDATE_GROUP:
+                yield _concat(pending)
+                pending = []
+        if pending:
+            yield _concat(pending)
+
+    def _filter_candidates(
+        self, work: _CropWork, low_res: Tensor, iou: Tensor, points: np.ndarray
+    ) -> MaskTable:
+        """Drop masks whose stability provably fails without upscaling them, then upscale and
+        filter the rest a few at a time."""
+        if self.stability_score_thresh > 0.0:
             bound = work.footprint.stability_upper_bound(
                 low_res, self.model.mask_threshold, self.stability_score_offset
             )
             hopeful = bound >= self.stability_score_thresh
-            low_res, iou, prompt_index = low_res[hopeful], iou[hopeful], prompt_index[hopeful]
+            low_res, iou, points = low_res[hopeful], iou[hopeful], points[hopeful.cpu().numpy()]
         h, w = work.crop.size
         step = max(1, UPSCALE_BUDGET // (self.model.img_size**2 + h * w))
-        parts = [
-            self._filter_masks(
-                work,
-                low_res[i : i + step],
-                iou[i : i + step],
-                points[prompt_index[i : i + step].cpu().numpy()],
-            )
-            for i in range(0, len(low_res), step)
-        ]
-        return MaskTable.cat(parts)
+        return MaskTable.cat(
+            [
+                self._filter_masks(
+                    work, low_res[i : i + step], iou[i : i + step], points[i : i + step]
+                )
+                for i in range(0, len(low_res), step)
+            ]
+        )
 
     def _filter_masks(
         self, work: _CropWork, low_res: Tensor, iou: Tensor, points: np.ndarray
@@ -418,6 +438,14 @@ class SamAutomaticMaskGenerator:
                 }
             )
         return records
+
+
+def _concat(parts: list[tuple[Tensor, Tensor, np.ndarray]]) -> tuple[Tensor, Tensor, np.ndarray]:
+    return (
+        torch.cat([p[0] for p in parts]),
+        torch.cat([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
 
 
 def clean_small_regions(
