@@ -105,6 +105,64 @@ def memory(image_name: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def stability_report(image: np.ndarray, ours, points_per_side: int = 16) -> None:
+    """How the low-res shortcuts compare with the exact full-resolution stability filter, on
+    every mask of a ``points_per_side`` grid: the provable bound (never wrong, by design; how
+    many upscales it saves) and plain low-res stability (how often it would decide otherwise)."""
+    from segany.embedding import Embedding
+    from segany.masks import UpscaleFootprint, stability_score
+    from segany.modeling.sam import upscale_logits
+    from segany.predictor import Predictor
+    from segany.transforms import scale_coords
+
+    predictor = Predictor(ours)
+    embedding: Embedding = predictor.embed(image)
+    h, w = embedding.original_size
+    side = np.linspace(0.5 / points_per_side, 1 - 0.5 / points_per_side, points_per_side)
+    points = np.stack(np.meshgrid(side * w, side * h), -1).reshape(-1, 1, 2)
+    with torch.inference_mode():
+        coords = scale_coords(torch.as_tensor(points, dtype=torch.float32), (h, w), ours.img_size)
+        labels = torch.ones(coords.shape[:2], dtype=torch.int64)
+        low_res = torch.cat(
+            [
+                ours.decode(embedding.features, points=(xy, lab), multimask_output=True)[0]
+                for xy, lab in zip(coords.split(16), labels.split(16))
+            ]
+        ).flatten(0, 1)
+        exact = torch.cat(
+            [
+                stability_score(
+                    upscale_logits(chunk[:, None], ours.img_size, embedding.input_size, (h, w))[
+                        :, 0
+                    ],
+                    0.0,
+                    1.0,
+                )
+                for chunk in low_res.split(16)
+            ]
+        )
+        in_h, in_w = embedding.input_size
+        scale = low_res.shape[-1] / ours.img_size
+        valid = low_res[:, : round(in_h * scale), : round(in_w * scale)]
+        approximate = stability_score(valid, 0.0, 1.0)
+        footprint = UpscaleFootprint.of(low_res.shape[-1], ours.img_size, (in_h, in_w), (h, w))
+        bound = footprint.stability_upper_bound(low_res, 0.0, 1.0)
+    print(
+        f"\nstability filter on {len(exact)} masks ({points_per_side}x{points_per_side} points, 3 each):"
+    )
+    print("| threshold | pass (exact) | skipped by the bound | low-res stability disagrees |")
+    print("|---|---|---|---|")
+    for threshold in (0.95, 0.9, 0.8, 0.5):
+        passes = exact >= threshold
+        skipped = bound < threshold
+        assert not bool((skipped & passes).any()), "the bound rejected a passing mask"
+        disagree = (approximate >= threshold) != passes
+        print(
+            f"| {threshold} | {int(passes.sum())} | {int(skipped.sum())} ({skipped.float().mean():.0%}) | "
+            f"{int(disagree.sum())} ({disagree.float().mean():.1%}) |"
+        )
+
+
 def same_records(a: list[dict], b: list[dict]) -> bool:
     key = lambda r: (tuple(r["point_coords"][0]), tuple(r["bbox"]), r["area"])  # noqa: E731
     return sorted(map(key, a)) == sorted(map(key, b))
@@ -116,6 +174,7 @@ def main() -> None:
     parser.add_argument("--image", default="dog.jpg")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-stability", action="store_true")
     parser.add_argument("--child", choices=["official", "segany"])
     args = parser.parse_args()
     if args.child:
@@ -165,6 +224,8 @@ def main() -> None:
             flush=True,
         )
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+    if not args.no_stability:
+        stability_report(image, ours)
     if not args.no_memory:
         mib = 1024 * 1024
         figures = memory(args.image)

@@ -266,6 +266,7 @@ class SamAutomaticMaskGenerator:
         size = (image.shape[0], image.shape[1])
         boxes, layers = generate_crop_boxes(size, self.crop_n_layers, self.crop_overlap_ratio)
         crops = [_Crop(box, layer, size) for box, layer in zip(boxes, layers)]
+        crops = [crop for crop in crops if min(crop.size) > 0]  # tiny images: empty crops
         table = MaskTable.cat([self._process_crop(image, crop) for crop in crops])
         if len(crops) > 1 and len(table):  # prefer masks from smaller crops
             scores = 1 / box_area(table.crop_boxes)
