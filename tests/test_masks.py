@@ -183,7 +183,7 @@ def test_upscale_footprint_bounds_the_upscaled_logits(low_res, img_size, input_s
     )
     up = upscale_logits(logits[:, None], img_size, input_size, original_size)[:, 0]
     footprint = masks.UpscaleFootprint.of(low_res, img_size, input_size, original_size)
-    low, high = footprint._extremes(logits)
+    low, high = footprint.extremes(logits)
     rows, cols = footprint.row_count, footprint.col_count
     assert rows.sum() == original_size[0] and cols.sum() == original_size[1]
     low = low.repeat_interleave(rows, dim=1).repeat_interleave(cols, dim=2)

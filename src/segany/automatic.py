@@ -70,12 +70,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Work sizes, in floats per tensor, whatever the model and image size. The transformer holds a
-# few (N, D) image-token tensors per prompt: 32 prompts of 4096 x 256 tokens, enough to keep the
-# many small prompt-token operations few (each costs a thread synchronisation, which dominates
-# on a busy CPU). The mask head holds about 3 (N, D) tensors per prompt, the upscaling a padded
-# square and a crop per mask.
-DECODE_BUDGET = 2**25
-MASK_HEAD_BUDGET = 2**24
+# few (N, D) image-token tensors per prompt: up to 64 prompts of 4096 x 256 tokens (never more
+# than points_per_batch), which keeps the many small prompt-token operations as few as the
+# official generator's (each costs a thread synchronisation, which dominates on a busy CPU).
+# The mask head holds about 3 (N, D) tensors per prompt, the upscaling a padded square and a
+# crop per mask.
+DECODE_BUDGET = 2**26
+MASK_HEAD_BUDGET = 2**25
 UPSCALE_BUDGET = 2**24
 CANDIDATE_GROUP = 64  # low-res masks (256 KiB each) gathered before the stability stage
 

@@ -12,9 +12,10 @@ Three rearrangements, all exact in real arithmetic:
    projection likewise as one ``W_v^T W_o^T``). The key bias of token->image attention is
    dropped (it adds a constant to every logit of a softmax row); value biases are carried
    through the output projection (every head's attention row sums to one).
-3. The two transposed convolutions of the mask head (kernel 2, stride 2) are matrix products on
-   channels-last image tokens, followed by one pixel shuffle of the final logits; the mask head
-   runs only for the prompts a caller asks for (the ones whose predicted IoU passed a filter).
+3. Only the IoU token goes through the final attention for every prompt; the mask tokens do,
+   with the mask head, only for the prompts a caller asks for (those whose predicted IoU passed
+   a filter). The mask head's two transposed convolutions (kernel 2, stride 2) are matrix
+   products on channels-last image tokens, followed by one pixel shuffle of the final logits.
 
 Image tokens stay channels-last ``(P, N, D)`` throughout, so no big tensor is ever transposed,
 and the tiny prompt-token side is a handful of matrix products per block.
@@ -125,17 +126,18 @@ class SharedImage:
 class DecodedPrompts:
     """``P`` prompts after the two-way transformer.
 
-    ``iou`` ``(P, C)`` predicted IoU of the ``C`` output masks (3 with multimask output, else 1),
-    ``mask_tokens`` ``(P, C, D)`` their tokens after the transformer, the first of them being mask
-    token ``first_token``; ``keys`` ``(P, N, D)`` the updated image tokens the mask head needs, on
-    a ``grid`` ``(h, w)``.
+    ``iou`` ``(P, C)`` predicted IoU of the ``C`` output masks (3 with multimask output, else 1).
+    The final attention has run for the IoU token only; for the mask head, ``mask_queries`` and
+    ``mask_query_pe`` ``(P, C, D)`` hold the output mask tokens before it (the first being mask
+    token ``first_token``) and ``keys`` ``(P, N, D)`` the updated image tokens of ``image``.
     """
 
     iou: Tensor
-    mask_tokens: Tensor
+    mask_queries: Tensor
+    mask_query_pe: Tensor
     first_token: int
     keys: Tensor
-    grid: tuple[int, int]
+    image: SharedImage
 
     def __len__(self) -> int:
         return self.iou.shape[0]
@@ -213,8 +215,8 @@ class GridDecoder:
 
         layers = self.transformer.layers
         queries, keys = self._first_block(layers[0], image, query_pe)
-        keys_pe = keys + image.pe
         for i, layer in enumerate(layers[1:], start=1):
+            keys_pe = keys + image.pe
             q = queries + query_pe
             queries = layer.norm1(queries + layer.self_attn(q, q, queries))
             out = _token_to_image(image.t2i[i], queries + query_pe, keys, keys_pe)
@@ -222,16 +224,15 @@ class GridDecoder:
             queries = layer.norm3(queries + layer.mlp(queries))
             q = queries + query_pe
             keys = layer.norm4(_image_to_token(image.i2t[i], keys, keys_pe, q, queries))
-            keys_pe = keys + image.pe
-        # the final attention only for the tokens read afterwards: IoU and the selected masks
+        # the final attention for the IoU token; the mask tokens' waits for the mask head
         first = 1 if multimask else 0
         count = decoder.num_mask_tokens - 1 if multimask else 1
-        wanted = torch.tensor([0, *range(1 + first, 1 + first + count)], device=sparse.device)
-        queries, query_pe = queries[:, wanted], query_pe[:, wanted]
-        out = _token_to_image(image.final, queries + query_pe, keys, keys_pe)
-        queries = self.transformer.norm_final_attn(queries + out)
-        iou = decoder.iou_prediction_head(queries[:, 0])[:, first : first + count]
-        return DecodedPrompts(iou, queries[:, 1:], first, keys, image.grid)
+        iou_token = queries[:, :1]
+        out = _token_to_image(image.final, iou_token + query_pe[:, :1], keys, pe=image.pe)
+        iou_token = self.transformer.norm_final_attn(iou_token + out)
+        iou = decoder.iou_prediction_head(iou_token[:, 0])[:, first : first + count]
+        chosen = slice(1 + first, 1 + first + count)
+        return DecodedPrompts(iou, queries[:, chosen], query_pe[:, chosen], first, keys, image)
 
     def _first_block(
         self, layer: torch.nn.Module, image: SharedImage, query_pe: Tensor
@@ -276,7 +277,12 @@ class GridDecoder:
         )
         keys = decoded.keys if everything else decoded.keys[index]  # (K, N, D)
         count = keys.shape[0]
-        h, w = decoded.grid
+        h, w = decoded.image.grid
+        # the final attention for the chosen mask tokens
+        queries = decoded.mask_queries[index]
+        q = queries + decoded.mask_query_pe[index]
+        out = _token_to_image(decoded.image.final, q, keys, pe=decoded.image.pe)
+        mask_tokens = self.transformer.norm_final_attn(queries + out)
         # ConvTranspose2d(k=2, s=2) as a matrix product: (in) -> (2, 2, out) per token
         c1, c2 = up1.out_channels, up2.out_channels
         w1 = up1.weight.permute(0, 2, 3, 1).flatten(1)  # (in, 2*2*c1)
@@ -284,7 +290,6 @@ class GridDecoder:
         y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
         w2 = up2.weight.permute(0, 2, 3, 1).flatten(1)  # (c1, 2*2*c2)
         y = act2(torch.addmm(up2.bias.repeat(4), y.view(-1, c1), w2))  # (K*N*4, 4*c2)
-        mask_tokens = decoded.mask_tokens[index]
         mlps = decoder.output_hypernetworks_mlps[decoded.first_token :]
         hyper = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps[: mask_tokens.shape[1]])], dim=2
@@ -295,23 +300,35 @@ class GridDecoder:
         return logits.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(count, -1, 4 * h, 4 * w)
 
 
-def _token_to_image(folded: FoldedAttention, q_in: Tensor, keys: Tensor, keys_pe: Tensor) -> Tensor:
+def _token_to_image(
+    folded: FoldedAttention,
+    q_in: Tensor,
+    keys: Tensor,
+    keys_pe: Tensor | None = None,
+    pe: Tensor | None = None,
+) -> Tensor:
     """Prompt tokens ``(P, T, D)`` attend to per-prompt image tokens ``(P, N, D)``: ``(P, T, D)``
-    out (before the residual)."""
+    out (before the residual). Keys are ``keys_pe`` or, for a few tokens, ``keys`` plus the
+    shared ``pe`` ``(N, D)`` (one product against ``pe`` instead of a pass over ``keys``)."""
     batch, tokens, dim = q_in.shape
     heads = folded.heads
     u = torch.addmm(folded.qk_bias, q_in.flatten(0, 1), folded.qk)  # (P*T, H*D)
     u = u.view(batch, tokens * heads, dim)  # rows (t, h)
-    attn = torch.bmm(u, keys_pe.transpose(1, 2)).softmax(dim=-1)  # (P, T*H, N)
-    context = torch.bmm(attn, keys).view(batch * tokens, heads * dim)  # (P*T, H*D)
+    if keys_pe is not None:
+        logits = torch.bmm(u, keys_pe.transpose(1, 2))  # (P, T*H, N)
+    else:
+        assert pe is not None
+        from_pe = (u.view(-1, dim) @ pe.T).view(batch, tokens * heads, -1)
+        logits = from_pe.baddbmm_(u, keys.transpose(1, 2))
+    context = torch.bmm(logits.softmax(dim=-1), keys).view(batch * tokens, heads * dim)
     return torch.addmm(folded.vo_bias, context, folded.vo).view(batch, tokens, dim)
 
 
 def _image_to_token(
     folded: FoldedAttention, keys: Tensor, keys_pe: Tensor, k_in: Tensor, v_in: Tensor
 ) -> Tensor:
-    """Per-prompt image tokens ``(P, N, D)`` attend to the prompt tokens; returns ``keys`` plus
-    the attention output (the residual sum, before the norm)."""
+    """Per-prompt image tokens ``(P, N, D)`` attend to the prompt tokens; adds the attention
+    output to ``keys`` in place (the residual sum, before the norm) and returns it."""
     batch, tokens, dim = k_in.shape
     heads = folded.heads
     kq = torch.addmm(folded.kq_bias, k_in.flatten(0, 1), folded.kq).view(batch, tokens, -1)
@@ -325,4 +342,4 @@ def _image_to_token(
     attn = logits.view(batch, heads, tokens, -1).softmax(dim=2).view(batch, heads * tokens, -1)
     values = torch.addmm(folded.ov_bias, v_in.flatten(0, 1), folded.ov)  # (P*T, H*D)
     values = values.view(batch, tokens, heads, dim).transpose(1, 2).reshape(batch, -1, dim)
-    return torch.baddbmm(keys, attn.transpose(1, 2), values)
+    return keys.baddbmm_(attn.transpose(1, 2), values)

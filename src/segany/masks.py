@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms
 
@@ -136,16 +137,16 @@ def stability_score(logits: Tensor, threshold: float, offset: float) -> Tensor:
 @dataclass(frozen=True)
 class UpscaleFootprint:
     """Which low-res logits each output pixel of :func:`segany.modeling.sam.upscale_logits`
-    reads: rows ``row_lo[i]..row_hi[i]`` for the ``row_count[i]`` output rows of group ``i``, and
-    the same for columns. Bilinear weights are non-negative and sum to one, so every output
-    logit lies between the minimum and the maximum of its footprint."""
+    reads: the ``row_count[i]`` output rows of group ``i`` read low-res rows within
+    ``rows[i] .. rows[i] + window - 1``, and likewise for columns. Bilinear weights are
+    non-negative and sum to one, so every output logit lies between the minimum and the maximum
+    of the low-res logits in its window."""
 
-    row_lo: Tensor
-    row_hi: Tensor
+    rows: Tensor
     row_count: Tensor
-    col_lo: Tensor
-    col_hi: Tensor
+    cols: Tensor
     col_count: Tensor
+    window: int
 
     @staticmethod
     def of(
@@ -162,49 +163,58 @@ class UpscaleFootprint:
             last = np.floor(np.maximum(source + 1e-4, 0.0)).astype(np.int64) + 1
             return np.minimum(first, in_size - 1), np.minimum(last, in_size - 1)
 
-        def axis(in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
+        def axis(in_size: int, out_size: int) -> tuple[Tensor, Tensor, int]:
             up_first, up_last = reads(img_size, low_res)
             down_first, down_last = reads(out_size, in_size)
-            pairs = np.stack([up_first[down_first], up_last[down_last]], axis=1)
-            unique, counts = np.unique(pairs, axis=0, return_counts=True)
-            return (
-                torch.from_numpy(unique[:, 0]),
-                torch.from_numpy(unique[:, 1]),
-                torch.from_numpy(counts),
-            )
+            first, last = up_first[down_first], up_last[down_last]
+            starts, counts = np.unique(first, return_counts=True)  # first is non-decreasing
+            return torch.from_numpy(starts), torch.from_numpy(counts), int((last - first).max())
 
-        rows = axis(input_size[0], original_size[0])
-        cols = axis(input_size[1], original_size[1])
-        return UpscaleFootprint(*rows, *cols)
+        rows, row_count, row_span = axis(input_size[0], original_size[0])
+        cols, col_count, col_span = axis(input_size[1], original_size[1])
+        return UpscaleFootprint(rows, row_count, cols, col_count, max(row_span, col_span) + 1)
 
-    def _extremes(self, logits: Tensor) -> tuple[Tensor, Tensor]:
-        """Footprint minima and maxima ``(M, rows, cols)`` of ``(M, h, w)`` low-res logits."""
+    def extremes(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Window minima and maxima ``(M, rows, cols)`` of ``(M, h, w)`` low-res logits."""
+        k = self.window
+        need_h, need_w = int(self.rows[-1]) + k, int(self.cols[-1]) + k
+        x = logits[:, :need_h, :need_w]
+        pad_h, pad_w = need_h - x.shape[1], need_w - x.shape[2]
+        if pad_h or pad_w:  # repeat the last row/column: windows only widen
+            x = F.pad(x[:, None], (0, pad_w, 0, pad_h), mode="replicate")[:, 0]
 
-        def reduce(x: Tensor, lo: Tensor, hi: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-            lo, hi = lo.to(x.device), hi.to(x.device)
-            low = high = x.index_select(dim, lo)
-            for step in range(1, int((hi - lo).max()) + 1):
-                part = x.index_select(dim, torch.minimum(lo + step, hi))
-                low, high = torch.minimum(low, part), torch.maximum(high, part)
-            return low, high
+        def slide(x: Tensor, pick: type[torch.maximum], dim: int) -> Tensor:
+            size = x.shape[dim] - k + 1
+            out = x.narrow(dim, 0, size)
+            for step in range(1, k):
+                out = pick(out, x.narrow(dim, step, size))
+            return out
 
-        row_min, row_max = reduce(logits, self.row_lo, self.row_hi, 1)
-        low, _ = reduce(row_min, self.col_lo, self.col_hi, 2)
-        _, high = reduce(row_max, self.col_lo, self.col_hi, 2)
-        return low, high
+        def pick(x: Tensor, index: Tensor, dim: int) -> Tensor:
+            first, count = int(index[0]), len(index)
+            if int(index[-1]) - first + 1 == count:  # consecutive: a view
+                return x.narrow(dim, first, count)
+            return x.index_select(dim, index.to(x.device))
+
+        def extreme(op: type[torch.maximum]) -> Tensor:
+            out = pick(slide(x, op, 1), self.rows, 1)
+            return pick(slide(out, op, 2), self.cols, 2)
+
+        return extreme(torch.minimum), extreme(torch.maximum)
 
     def stability_upper_bound(self, logits: Tensor, threshold: float, offset: float) -> Tensor:
         """``(M,)`` float32 bounds that the :func:`stability_score` of the upscaled ``(M, h, w)``
         logits never exceeds (0 where the score is 0 or NaN): a mask whose bound is below the
         stability threshold fails the threshold after upscaling too, so it need not be
         upscaled."""
-        low, high = self._extremes(logits)
+        low, high = self.extremes(logits)
         # slack for the rounding of the interpolation arithmetic
         slack = 1e-5 * (1.0 + logits.abs().flatten(1).amax(dim=1))[:, None, None]
-        weight = (self.row_count[:, None] * self.col_count[None, :]).to(logits.device)
+        col_count = self.col_count.to(logits.device, torch.float32)
+        row_count = self.row_count.to(logits.device, torch.float64)
 
-        def count(mask: Tensor) -> Tensor:
-            return (mask * weight).sum(dim=(1, 2))
+        def count(mask: Tensor) -> Tensor:  # exact: per-row sums < 2**24, then float64
+            return ((mask.to(torch.float32) @ col_count).double() @ row_count).round().long()
 
         inner_most = count(high > threshold + offset - slack)  # >= pixels above t + o
         outer_least = count(low > threshold - offset + slack)  # <= pixels above t - o
