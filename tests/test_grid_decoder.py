@@ -45,6 +45,10 @@ def test_grid_decoder_matches_mask_decoder(depth, multimask):
     torch.testing.assert_close(decoded.iou, official_iou, atol=ATOL, rtol=0)
     torch.testing.assert_close(masks, low_res[index], atol=ATOL, rtol=0)
     torch.testing.assert_close(masks, official_low_res[index], atol=ATOL, rtol=0)
+    with torch.inference_mode():  # only the top-left block the caller reads
+        part = decoder.masks(decoded, index, extent=(37, 21))
+    torch.testing.assert_close(part[..., :37, :21], masks[..., :37, :21], atol=1e-6, rtol=0)
+    assert part.shape == masks.shape and not part[..., 40:, :].any()
 
 
 def test_grid_decoder_decodes_in_chunks_alike(small_model):

@@ -195,3 +195,8 @@ def test_upscale_footprint_bounds_the_upscaled_logits(low_res, img_size, input_s
         assert bool(((exact <= bound) | exact.isnan()).all())
         assert bool((exact[bound == 0] == 0).all() | exact[bound == 0].isnan().all())
     assert bound[-1] == 0  # all below the threshold: nothing to upscale
+    rows, cols = footprint.extent  # nothing outside it is read
+    scrambled = torch.randn(logits.shape, generator=g) * 100
+    scrambled[:, :rows, :cols] = logits[:, :rows, :cols]
+    rescaled = upscale_logits(scrambled[:, None], img_size, input_size, original_size)[:, 0]
+    assert torch.equal(rescaled, up)

@@ -342,7 +342,9 @@ class SamAutomaticMaskGenerator:
                 needed, row = torch.unique(prompt_index, return_inverse=True)
                 low_res = torch.cat(
                     [
-                        self.decoder.masks(decoded, needed[i : i + head_step])
+                        self.decoder.masks(
+                            decoded, needed[i : i + head_step], work.footprint.extent
+                        )
                         for i in range(0, len(needed), head_step)
                     ]
                 )[row, mask_index]

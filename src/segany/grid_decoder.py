@@ -268,21 +268,29 @@ class GridDecoder:
         return queries, keys
 
     @torch.inference_mode()
-    def masks(self, decoded: DecodedPrompts, index: Tensor) -> Tensor:
-        """Low-res mask logits ``(K, C, 4h, 4w)`` of the prompts ``index`` ``(K,)``."""
+    def masks(
+        self, decoded: DecodedPrompts, index: Tensor, extent: tuple[int, int] | None = None
+    ) -> Tensor:
+        """Low-res mask logits ``(K, C, 4h, 4w)`` of the prompts ``index`` ``(K,)``.
+
+        The mask head works token by token, so with ``extent`` ``(rows, cols)`` it runs only for
+        the tokens under that top-left part of the logits and leaves zeros elsewhere (for
+        callers that read no further, like the upscaling of an image padded bottom-right).
+        """
         decoder = self.decoder
         up1, norm, act1, up2, act2 = decoder.output_upscaling
-        everything = len(index) == len(decoded) and bool(
-            (index == torch.arange(len(decoded), device=index.device)).all()
-        )
-        keys = decoded.keys if everything else decoded.keys[index]  # (K, N, D)
-        count = keys.shape[0]
         h, w = decoded.image.grid
-        # the final attention for the chosen mask tokens
+        rows, cols = (h, w) if extent is None else (-(-extent[0] // 4), -(-extent[1] // 4))
+        rows, cols = min(rows, h), min(cols, w)
+        keys = decoded.keys[index]  # (K, N, D)
+        count = keys.shape[0]
+        # the final attention for the chosen mask tokens (over all image tokens)
         queries = decoded.mask_queries[index]
         q = queries + decoded.mask_query_pe[index]
         out = _token_to_image(decoded.image.final, q, keys, pe=decoded.image.pe)
         mask_tokens = self.transformer.norm_final_attn(queries + out)
+        if (rows, cols) != (h, w):
+            keys = keys.view(count, h, w, -1)[:, :rows, :cols].reshape(count, rows * cols, -1)
         # ConvTranspose2d(k=2, s=2) as a matrix product: (in) -> (2, 2, out) per token
         c1, c2 = up1.out_channels, up2.out_channels
         w1 = up1.weight.permute(0, 2, 3, 1).flatten(1)  # (in, 2*2*c1)
@@ -295,9 +303,12 @@ class GridDecoder:
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps[: mask_tokens.shape[1]])], dim=2
         )  # (K, c2, C)
         logits = torch.bmm(y.view(count, -1, c2), hyper)  # (K, N*16, C) ordered (y, x, i, j, k, l)
-        logits = logits.view(count, h, w, 2, 2, 2, 2, -1)
+        logits = logits.view(count, rows, cols, 2, 2, 2, 2, -1)
         # fine row = 4y + 2i + k, fine column = 4x + 2j + l
-        return logits.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(count, -1, 4 * h, 4 * w)
+        logits = logits.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(count, -1, 4 * rows, 4 * cols)
+        if (rows, cols) != (h, w):
+            logits = F.pad(logits, (0, 4 * (w - cols), 0, 4 * (h - rows)))
+        return logits
 
 
 def _token_to_image(

@@ -174,6 +174,11 @@ class UpscaleFootprint:
         cols, col_count, col_span = axis(input_size[1], original_size[1])
         return UpscaleFootprint(rows, row_count, cols, col_count, max(row_span, col_span) + 1)
 
+    @property
+    def extent(self) -> tuple[int, int]:
+        """The top-left block of low-res rows and columns the upscaling reads (at most)."""
+        return int(self.rows[-1]) + self.window, int(self.cols[-1]) + self.window
+
     def extremes(self, logits: Tensor) -> tuple[Tensor, Tensor]:
         """Window minima and maxima ``(M, rows, cols)`` of ``(M, h, w)`` low-res logits."""
         k = self.window
