@@ -83,9 +83,10 @@ CANDIDATE_GROUP = 64  # low-res masks (256 KiB each) gathered before the stabili
 
 @dataclass
 class MaskTable:
-    """Candidate masks as typed columns, one row per mask (all in the image frame).
+    """Candidate masks as typed columns, one row per mask.
 
-    ``counts`` uncompressed RLE counts (int64 arrays), ``boxes`` ``(N, 4)`` int64 XYXY,
+    ``counts`` uncompressed RLE counts (int64 arrays) in the image frame, ``boxes`` ``(N, 4)``
+    int64 XYXY and ``points`` in the crop frame until the crop is done, in the image frame after;
     ``areas`` ``(N,)`` int64, ``iou`` and ``stability`` ``(N,)`` float32, ``points`` ``(N, 2)``
     float64 prompt coordinates, ``crop_boxes`` ``(N, 4)`` int64 XYXY.
     """
