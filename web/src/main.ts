@@ -429,9 +429,9 @@ async function segmentEverything(): Promise<void> {
   hover = null;
   render();
   const seconds = result.seconds ? ` in ${result.seconds.toFixed(1)} s` : " (cached)";
-  $<HTMLParagraphElement>("everything-info").textContent =
-    `${decoded.length} masks${seconds}. Click masks to accept or drop them.`;
-  showMessage(`${decoded.length} masks found. Click the ones to keep.`);
+  const found = `${decoded.length} mask${decoded.length === 1 ? "" : "s"}`;
+  $<HTMLParagraphElement>("everything-info").textContent = `${found}${seconds}. Click masks to accept or drop them.`;
+  showMessage(`${found} found. Click the ones to keep.`);
 }
 
 function hsl(hue: number): [number, number, number] {
