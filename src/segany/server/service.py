@@ -191,7 +191,7 @@ class SegmentService:
     async def upload(self, data: bytes) -> tuple[CacheEntry, Embedding, bool]:
         """Embed an uploaded image, or find it in the cache: the entry, its embedding and
         whether the encoder was spared (cached, or being embedded for another request)."""
-        key = content_key(data)
+        key = await to_thread.run_sync(content_key, data)  # ~0.1 s for 32 MB: off the loop
         entry = self.cache.get(key)
         if entry is not None:
             embedding = await to_thread.run_sync(self._load_embedding, entry)
@@ -328,27 +328,29 @@ class SegmentService:
             return await to_thread.run_sync(self._export, entry, request)
 
     def _export(self, entry: CacheEntry, request: ExportRequest) -> tuple[bytes, str, str]:
+        """One mask decoded at a time: memory stays at a few image-sized arrays whatever
+        the number of masks."""
         image = self._image(entry)
         height, width = image.shape[:2]
-        masks = [
-            _decode_uncompressed(m.size, m.counts, (height, width), i)
-            for i, m in enumerate(request.masks)
-        ]
-        union = np.logical_or.reduce(masks)
+        scores = request.scores or [1.0] * len(request.masks)
+        union = np.zeros((height, width), dtype=bool)
+        records = []
+        for index, (rle, score) in enumerate(zip(request.masks, scores)):
+            mask = _decode_uncompressed(rle.size, rle.counts, (height, width), index)
+            union |= mask
+            if request.format == "coco":
+                records.append(
+                    {
+                        "segmentation": encode_coco_rle(mask),
+                        "bbox": mask_bbox_xywh(mask),
+                        "area": int(mask.sum()),
+                        "predicted_iou": float(score),
+                    }
+                )
         if request.format == "cutout":
             return png_bytes(cutout(image, union, crop=request.crop)), "image/png", "cutout.png"
         if request.format == "mask":
             return png_bytes(mask_png(union)), "image/png", "mask.png"
-        scores = request.scores or [1.0] * len(masks)
-        records = [
-            {
-                "segmentation": encode_coco_rle(mask),
-                "bbox": mask_bbox_xywh(mask),
-                "area": int(mask.sum()),
-                "predicted_iou": float(score),
-            }
-            for mask, score in zip(masks, scores)
-        ]
         dataset = CocoDataset()
         dataset.add_image(Path(request.file_name).name or "image.png", height, width, records)
         return json.dumps(dataset.to_dict()).encode(), "application/json", "masks.coco.json"
