@@ -9,7 +9,6 @@ generated scenes with known masks (IoU >= 0.9), skipped until the bundled weight
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from collections.abc import Iterator
@@ -45,7 +44,6 @@ if not (STATIC_DIR / "index.html").is_file():
     pytest.skip("the page is not built: run `make web`", allow_module_level=True)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts" / "browser"
-HAS_AUTOMATIC = importlib.util.find_spec("segany.automatic") is not None
 NO_TINY = (
     "the bundled model (segany/weights/tiny.safetensors) is not there yet; IoU >= 0.9 needs it"
 )
@@ -298,7 +296,6 @@ def test_page_is_cross_origin_isolated_and_multithreaded(page, random_server):
     )
 
 
-@pytest.mark.skipif(not HAS_AUTOMATIC, reason="segany.automatic (the mask generator) is not here")
 def test_segment_everything_then_pick(page, random_server):
     import httpx
 

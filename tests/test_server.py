@@ -5,7 +5,6 @@ seeded random weights (the API does not depend on what the model learnt)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 import threading
@@ -32,8 +31,6 @@ from segany.formats.images import (
 from segany.formats.rle import decode_coco_rle
 from segany.server import EmbeddingCache, Limits, SegmentService, content_key, create_app
 from segany.testing import random_state_dict
-
-HAS_AUTOMATIC = importlib.util.find_spec("segany.automatic") is not None
 
 
 @pytest.fixture(scope="module")
@@ -420,7 +417,6 @@ def test_busy_server_answers_503(tiny_random, decoder_file, tmp_path):
 # --------------------------------------------------------------------------- everything
 
 
-@pytest.mark.skipif(not HAS_AUTOMATIC, reason="segany.automatic (the mask generator) is not here")
 def test_segment_everything_returns_coco_rle_masks(tiny_random, decoder_file, tmp_path):
     service = SegmentService(
         tiny_random, tmp_path, decoder_path=decoder_file, everything_options={"points_per_side": 8}
@@ -434,13 +430,6 @@ def test_segment_everything_returns_coco_rle_masks(tiny_random, decoder_file, tm
             assert decode_coco_rle(record["segmentation"]).shape == (180, 300)
         again = c.post(f"/api/images/{info['id']}/everything").json()
         assert again["seconds"] == 0.0 and again["masks"] == masks  # from the cache
-
-
-@pytest.mark.skipif(HAS_AUTOMATIC, reason="segany.automatic is installed")
-def test_segment_everything_without_the_generator_is_501(client):
-    info = upload(client, png(IMAGE)).json()
-    response = client.post(f"/api/images/{info['id']}/everything")
-    assert response.status_code == 501 and "segany.automatic" in response.json()["detail"]
 
 
 # --------------------------------------------------------------------------- CLI

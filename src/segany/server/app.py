@@ -51,7 +51,7 @@ ISOLATION_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 501, 503)
+    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503)
 }
 ImageId = PathParam(pattern=KEY_PATTERN, description="SHA-256 of the uploaded bytes")
 UPLOAD_BODY = {

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 from anyio import to_thread
 
+from ..automatic import SamAutomaticMaskGenerator
 from ..config import SamConfig
 from ..data.scenes import generate_scene
 from ..embedding import Embedding, encoder_id
@@ -104,7 +105,7 @@ class SegmentService:
         self.encoder_runs = 0
         self.pending = 0
         self._export_lock = threading.Lock()
-        self._generator: Any = None
+        self._generator: SamAutomaticMaskGenerator | None = None
         self._inflight: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._compute: asyncio.Semaphore | None = None
         self._decode: asyncio.Semaphore | None = None
@@ -265,13 +266,7 @@ class SegmentService:
             )
 
     # ----------------------------------------------------------------------- everything
-    def _make_generator(self) -> Any:
-        try:
-            from ..automatic import SamAutomaticMaskGenerator
-        except ImportError:
-            raise ApiError(
-                501, "segment everything needs segany.automatic, which this installation lacks"
-            ) from None
+    def _make_generator(self) -> SamAutomaticMaskGenerator:
         if self._generator is None:
             options = {"output_mode": "coco_rle", **self.everything_options}
             self._generator = SamAutomaticMaskGenerator(self.model, **options)
@@ -291,7 +286,9 @@ class SegmentService:
             "everything", key, lambda: self._run_everything(entry, generator)
         )
 
-    async def _run_everything(self, entry: CacheEntry, generator: Any) -> dict[str, Any]:
+    async def _run_everything(
+        self, entry: CacheEntry, generator: SamAutomaticMaskGenerator
+    ) -> dict[str, Any]:
         compute, _ = self._slots()
         image = await to_thread.run_sync(self._image, entry)
         async with compute:
