@@ -107,10 +107,22 @@ def box_target() -> tuple[int, int]:
     return next(target for target in demonstration_objects() if target[0] != seed)
 
 
-def other_object(seed: int, target: int) -> int:
-    """The largest other whole object of the scene: the part a click wrongly adds."""
-    masks = generate_scene(seed).masks
-    return max((i for i in whole_objects(seed) if i != target), key=lambda i: masks[i].sum())
+def touching(masks: np.ndarray, target: int, other: int) -> bool:
+    grown = cv2.dilate(masks[target].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return bool((grown & masks[other]).any())
+
+
+def leak_target() -> tuple[int, int, int]:
+    """(scene seed, object, neighbour): the largest demonstration object that touches another
+    whole object, and the largest such neighbour, the part a mask wrongly takes in. (A wrongly
+    included part is a leak into something touching the object: no prompt sequence of SAM's
+    training asks for two separate objects in one mask.)"""
+    for seed, index in demonstration_objects():
+        masks = generate_scene(seed).masks
+        neighbours = [i for i in whole_objects(seed) if i != index and touching(masks, index, i)]
+        if neighbours:
+            return seed, index, max(neighbours, key=lambda i: masks[i].sum())
+    raise LookupError("no demonstration object touches another object")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -401,14 +413,14 @@ def test_click_on_an_object_selects_it(page, tiny_server, tiny_model):
 
 
 def test_background_click_removes_a_wrongly_included_part(page, tiny_server):
-    seed, index = click_target()
+    seed, index, neighbour = leak_target()
     scene = generate_scene(seed)
-    target, wrong = scene.masks[index], scene.masks[other_object(seed, index)]
+    target, wrong = scene.masks[index], scene.masks[neighbour]
     page.open(tiny_server)
     page.load_sample(f"scene-{seed}")
     page.click(*interior_points(target)[0])
     inside_wrong, background = interior_points(wrong, count=2)
-    page.click(*inside_wrong)  # a foreground click on the wrong object: now both are in
+    page.click(*inside_wrong)  # a foreground click on the neighbour: now both are in
     shot(page, "1-wrong-part-included")
     included = (page.mask() & wrong).sum() / wrong.sum()
     assert included > 0.3, f"precondition: the other object is {included:.0%} in the mask"
