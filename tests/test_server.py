@@ -131,6 +131,10 @@ def bomb_png() -> bytes:
     return buffer.getvalue()
 
 
+def thin_png() -> bytes:
+    return png(np.zeros((1, 3000, 3), np.uint8))  # short side rounds to 0 at the 256 input
+
+
 def ppm() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(IMAGE).save(buffer, format="PPM")  # an image, but not an accepted format
@@ -146,9 +150,10 @@ def ppm() -> bytes:
         (truncated_png, 400, "truncated"),
         (lambda: b"x" * 300_000, 413, "larger than the limit"),
         (bomb_png, 413, "too many pixels"),
+        (thin_png, 400, "too thin"),
         (lambda: b"", 400, "empty upload"),
     ],
-    ids=["pdf", "svg", "ppm", "truncated", "too-many-bytes", "decompression-bomb", "empty"],
+    ids=["pdf", "svg", "ppm", "truncated", "too-many-bytes", "decompression-bomb", "thin", "empty"],
 )
 def test_bad_uploads_get_4xx_with_a_message(
     tiny_random, decoder_file, tmp_path, make, status, words

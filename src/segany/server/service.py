@@ -33,6 +33,7 @@ from ..formats.pictures import cutout, mask_png, png_bytes
 from ..formats.rle import decode_coco_rle, encode_coco_rle, mask_bbox_xywh
 from ..modeling.sam import Sam
 from ..predictor import Predictor
+from ..transforms import check_resizable
 from .cache import CacheEntry, EmbeddingCache, check_key, content_key
 from .limits import Limits
 from .schemas import EMBEDDING_DTYPES, ExportRequest
@@ -224,9 +225,11 @@ class SegmentService:
         if len(data) > self.limits.max_upload_bytes:
             raise ApiError(413, self.too_large_message())
         try:
-            return decode_image(data, max_pixels=self.limits.max_pixels)
+            image = decode_image(data, max_pixels=self.limits.max_pixels)
+            check_resizable(image.shape[0], image.shape[1], self.model.img_size)
         except ValueError as exc:
             raise _upload_error(exc) from None
+        return image
 
     def too_large_message(self) -> str:
         limit = self.limits.max_upload_bytes
