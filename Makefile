@@ -3,8 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 OUT    ?= out/demo
+NPM    ?= npm
+NODE   ?= node
+# The page (web/, TypeScript + Vite) is built into the package, where `segany serve` serves it.
+PAGE   := src/segany/server/static/index.html
+PAGE_SOURCES := $(wildcard web/src/*.ts web/src/*.css) web/index.html web/vite.config.ts \
+	web/tsconfig.json web/package.json
+NODE_DEPS := web/node_modules/.package-lock.json
+# Node.js >= 18 and npm build the page (Debian 12's `apt-get install nodejs npm` will do; .ci/run
+# installs them). Without them `make demo` and `make test` go on without the page, saying so:
+# `segany serve` then shows how to build it and the browser tests skip.
+HAVE_NODE := $(shell command -v $(NPM) >/dev/null 2>&1 && \
+	$(NODE) -e 'process.exit(Number(process.versions.node.split(".")[0] < 18))' >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_NODE),yes)
+PAGE_OR_NOTE := $(PAGE)
+else
+PAGE_OR_NOTE := no-node-note
+endif
+NO_NODE := Node.js >= 18 and npm are needed to build the web page (web/): apt-get install nodejs npm
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean web serve no-node-note check-node
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +30,7 @@ $(PY):
 
 # Runtime install (what `make demo` needs); re-run when pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[web]'
 	touch $@
 
 # Development install: test tools and the official package used as a parity oracle.
@@ -20,10 +38,33 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-run
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed-run
-	$(PY) -m segany demo --output $(OUT)
+# npm ci: exactly the versions of web/package-lock.json, from the npm registry; no install
+# scripts (none is needed: esbuild's binary comes as a platform package).
+$(NODE_DEPS): web/package.json web/package-lock.json | check-node
+	cd web && $(NPM) ci --ignore-scripts --no-audit --no-fund
+	touch $@
 
-test: $(VENV)/.installed-dev
+$(PAGE): $(NODE_DEPS) $(PAGE_SOURCES) | check-node
+	cd web && $(NPM) run build
+
+check-node:
+	@test "$(HAVE_NODE)" = yes || { echo "error: $(NO_NODE)" >&2; exit 1; }
+
+no-node-note:
+	@echo "note: not building the web page: $(NO_NODE)."
+	@echo "note: segany serve will show how to build it; the browser tests will be skipped."
+
+web: $(PAGE)
+
+demo: $(VENV)/.installed-run $(PAGE_OR_NOTE)
+	$(PY) -m segany demo --output $(OUT)
+	@echo "web app: $(PY) -m segany serve, then open http://127.0.0.1:8000/"
+
+serve: $(VENV)/.installed-run $(PAGE)
+	$(PY) -m segany serve $(SERVE_ARGS)
+
+# Browser tests run when Debian's chromium is installed (.ci/run installs it), else skip.
+test: $(VENV)/.installed-dev $(PAGE_OR_NOTE)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest
 
@@ -32,4 +73,5 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) out .pytest_cache .ruff_cache src/*.egg-info web/node_modules \
+		src/segany/server/static

@@ -9,7 +9,7 @@ import torch
 from segment_anything.utils.transforms import ResizeLongestSide as OfficialResize
 
 from conftest import random_image
-from segany.transforms import ResizeLongestSide, preprocess_shape
+from segany.transforms import ResizeLongestSide, preprocess_shape, resize_image
 from segany.utils.transforms import ResizeLongestSide as DropInResize
 
 SIZES = [
@@ -96,3 +96,9 @@ def test_postprocess_matches(small_pair):
 def test_preprocess_shape_on_tensors_equals_ints(size, long_side):
     h, w = preprocess_shape(torch.tensor(float(size[0])), torch.tensor(float(size[1])), long_side)
     assert h.dtype == torch.int64 and (int(h), int(w)) == preprocess_shape(*size, long_side)
+
+
+def test_too_thin_an_image_is_a_value_error():
+    assert resize_image(np.zeros((1, 2000, 3), np.uint8), 1024).shape == (1, 1024, 3)
+    with pytest.raises(ValueError, match="too thin"):
+        resize_image(np.zeros((3000, 1, 3), np.uint8), 1024)

@@ -39,12 +39,24 @@ def preprocess_shape(height: SizeT, width: SizeT, long_side: int) -> tuple[SizeT
     return new_size[0], new_size[1]  # type: ignore[return-value]
 
 
+def check_resizable(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """The resized size; ``ValueError`` for an image so thin that its short side would round
+    to 0 pixels (a 1x3000 strip at a 1024 input)."""
+    h, w = preprocess_shape(height, width, long_side)
+    if min(h, w) < 1:
+        raise ValueError(
+            f"image of {width}x{height} pixels is too thin: its short side would be 0 pixels "
+            f"once its long side is scaled to the model's {long_side}"
+        )
+    return h, w
+
+
 def resize_image(image: np.ndarray, long_side: int) -> np.ndarray:
     """``(H, W, 3)`` uint8 -> ``(h, w, 3)`` uint8 with the longest side ``long_side``.
 
     PIL's antialiased bilinear filter: byte-identical to the official preprocessing.
     """
-    h, w = preprocess_shape(image.shape[0], image.shape[1], long_side)
+    h, w = check_resizable(image.shape[0], image.shape[1], long_side)
     return np.array(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
 
 

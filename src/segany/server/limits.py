@@ -1,0 +1,32 @@
+"""What the server accepts: upload size, pixel count, cache size, queue length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request (and the server as a whole) may cost.
+
+    ``max_upload_bytes``: an upload's body; ``max_pixels``: width x height of an uploaded image,
+    checked from the header before decoding (decompression bombs); ``max_pending``: embeddings
+    waiting for the encoder before new uploads get 503; ``max_export_masks``: masks in one
+    export request; ``cache_bytes``: the on-disk embedding cache (least recently used entries
+    are evicted beyond it).
+    """
+
+    max_upload_bytes: int = 32 * MB
+    max_pixels: int = 40_000_000
+    max_pending: int = 64
+    max_export_masks: int = 1000
+    cache_bytes: int = 2048 * MB
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "max_pixels", "max_pending", "max_export_masks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {self.cache_bytes}")

@@ -1,0 +1,24 @@
+// IEEE half floats (the compact embedding transfer) to float32.
+
+const TABLE = (() => {
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const fraction = h & 0x3ff;
+    let value: number;
+    if (exponent === 0) value = fraction * 2 ** -24;
+    else if (exponent === 31) value = fraction ? NaN : Infinity;
+    else value = (1 + fraction / 1024) * 2 ** (exponent - 15);
+    table[h] = sign * value;
+  }
+  return table;
+})();
+
+/** Little-endian float16 bytes -> Float32Array. */
+export function float16ToFloat32(buffer: ArrayBuffer): Float32Array {
+  const halves = new Uint16Array(buffer);
+  const out = new Float32Array(halves.length);
+  for (let i = 0; i < halves.length; i++) out[i] = TABLE[halves[i]];
+  return out;
+}
