@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import load
-from .data.scenes import generate_scene
+from .data.scenes import Scene, generate_scene
 from .evaluate.clicks import centre_click
 from .evaluate.protocol import mask_iou
 from .formats.pictures import cutout, draw_overlay, mask_png, write_png
@@ -30,18 +30,23 @@ class DemoResult:
     mask_area: int
 
 
+def largest_whole_object(scene: Scene) -> int:
+    """Index of the scene's largest object that is neither a part nor has parts: one click on
+    it is not ambiguous between part and whole."""
+    has_parts = {parent for parent in scene.parents if parent >= 0}
+    areas = [
+        int(mask.sum()) if parent < 0 and i not in has_parts else -1
+        for i, (mask, parent) in enumerate(zip(scene.masks, scene.parents))
+    ]
+    return int(np.argmax(areas))
+
+
 def run_demo(output_dir: Path, model_name: str = "tiny", seed: int = DEMO_SEED) -> DemoResult:
     """Click the centre of the scene's largest object without parts; write the scene, the overlay, the mask
     and the cut-out; return the predicted IoU and the IoU with the true mask."""
     predictor = Predictor(load(model_name))
     scene = generate_scene(seed)
-    # the largest whole object without parts: one click on it is not ambiguous
-    has_parts = {parent for parent in scene.parents if parent >= 0}
-    areas = [
-        m.sum() if parent < 0 and i not in has_parts else 0
-        for i, (m, parent) in enumerate(zip(scene.masks, scene.parents))
-    ]
-    truth = scene.masks[int(np.argmax(areas))]
+    truth = scene.masks[largest_whole_object(scene)]
     x, y = centre_click(truth)
     prediction = predictor.predict(predictor.embed(scene.image), points=[[x, y]], labels=[1])
     best = int(prediction.best_index()[0])
