@@ -43,8 +43,7 @@ KEYS = [
     "crop_box",
 ]
 FILTERS_OFF = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0)
-# the demonstration model predicts its IoU less confidently than SAM: lowered filters
-TINY_FILTERS = dict(pred_iou_thresh=0.5, stability_score_thresh=0.8)
+TINY_FILTERS = PRESETS["tiny"]  # the bundled model's lowered IoU and stability filters
 
 # pycocotools' own decode trips a numpy 2 deprecation warning
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

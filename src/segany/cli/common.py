@@ -28,6 +28,11 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
     )
 
 
+def bundled_preset(args: argparse.Namespace) -> str | None:
+    """The generator preset for the bundled model (its IoU predictions need lower filters)."""
+    return "tiny" if args.model == "tiny" and args.checkpoint is None else None
+
+
 def _numbers(text: str, count: tuple[int, ...], what: str, example: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]

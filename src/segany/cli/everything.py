@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import USAGE_ERROR, CliError, check_writable, describe
-from .common import add_model_options
+from .common import add_model_options, bundled_preset
 
 OUTPUTS = ("sa1b", "coco", "png")
 GENERATOR_OPTIONS: dict[str, type] = {
@@ -55,7 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("input", help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--format", choices=OUTPUTS, default="sa1b")
-    parser.add_argument("--preset", choices=("sa1b",), help="the paper's SA-1B settings")
+    parser.add_argument(
+        "--preset",
+        choices=("sa1b", "tiny"),
+        help="sa1b: the paper's SA-1B settings; tiny: filters for the bundled model "
+        "(default with --model tiny)",
+    )
     group = parser.add_argument_group("generator settings (default: the official defaults)")
     for name, kind in GENERATOR_OPTIONS.items():
         group.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
@@ -159,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         model = load_predictor(args).model
         generator = SamAutomaticMaskGenerator(
-            model, output_mode="coco_rle", preset=args.preset, **settings
+            model, output_mode="coco_rle", preset=args.preset or bundled_preset(args), **settings
         )
     if args.format == "coco":
         parts.mkdir(exist_ok=True)

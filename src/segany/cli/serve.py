@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from . import CliError
-from .common import add_model_options, load_predictor
+from .common import add_model_options, bundled_preset, load_predictor
 
 EXAMPLES = """examples:
   segany serve                                  # the bundled model on http://127.0.0.1:8000
@@ -70,7 +70,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot create the cache folder {cache_dir}: {exc.strerror}") from None
     predictor = load_predictor(args)
-    service = SegmentService(predictor.model, cache_dir, limits, decoder_path=args.decoder)
+    preset = bundled_preset(args)
+    service = SegmentService(
+        predictor.model,
+        cache_dir,
+        limits,
+        decoder_path=args.decoder,
+        everything_options={"preset": preset} if preset else None,
+    )
     print(f"segany serve: model {service.name}; exporting/checking the decoder graph…")
     service.ensure_decoder()
     app = create_app(service)
