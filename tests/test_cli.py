@@ -4,6 +4,7 @@ and one clear ``error:`` line (exit status 2, no traceback) for each kind of bad
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +225,140 @@ def test_bad_input_gives_one_error_line(workdir, case):
     assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
     assert message in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.fixture(scope="module")
+def folder(workdir) -> Path:
+    images = workdir / "images"
+    images.mkdir(exist_ok=True)
+    for seed in range(5):
+        Image.fromarray(generate_scene(seed + 20).image[:128, :160]).save(images / f"img{seed}.png")
+    return images
+
+
+FAST = [
+    "--model",
+    "model.safetensors",
+    "--points-per-side",
+    "4",
+    "--pred-iou-thresh",
+    "0",
+    "--stability-score-thresh",
+    "0",
+]
+
+
+def test_everything_sa1b_matches_the_generator(workdir, folder):
+    from segany import SamAutomaticMaskGenerator
+    from segany.formats import read_sa1b
+
+    done = segany("everything", "images/img0.png", "--output", "sa1b", *FAST, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    info, annotations = read_sa1b(workdir / "sa1b" / "img0.json")
+    assert (info.width, info.height, info.file_name) == (160, 128, "img0.png")
+    generator = SamAutomaticMaskGenerator(
+        load(workdir / "model.safetensors"),
+        points_per_side=4,
+        pred_iou_thresh=0,
+        stability_score_thresh=0,
+    )
+    records = generator.generate(np.asarray(Image.open(folder / "img0.png").convert("RGB")))
+    assert len(annotations) == len(records) > 0
+    for annotation, record in zip(annotations, records):
+        np.testing.assert_array_equal(annotation.mask(), record["segmentation"])
+        assert annotation.bbox == record["bbox"] and annotation.area == record["area"]
+
+
+def test_everything_coco_folder_loads_with_pycocotools(workdir, folder):
+    from pycocotools.coco import COCO
+
+    done = segany(
+        "everything", "images", "--output", "coco", "--format", "coco", *FAST, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    coco = COCO(str(workdir / "coco" / "annotations.json"))
+    assert len(coco.getImgIds()) == 5
+    sa1b_dir = workdir / "sa1b-all"
+    assert (
+        segany("everything", "images", "--output", "sa1b-all", *FAST, cwd=workdir).returncode == 0
+    )
+    from segany.formats import read_sa1b
+
+    for image_id in coco.getImgIds():
+        info = coco.loadImgs(image_id)[0]
+        _, annotations = read_sa1b(sa1b_dir / f"{Path(info['file_name']).stem}.json")
+        masks = [
+            coco.annToMask(a).astype(bool) for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        ]
+        assert len(masks) == len(annotations)
+        for mask, annotation in zip(masks, annotations):
+            np.testing.assert_array_equal(mask, annotation.mask())
+
+
+def test_everything_png_layout(workdir, folder):
+    done = segany(
+        "everything", "images/img1.png", "--output", "pngs", "--format", "png", *FAST, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    rows = (workdir / "pngs" / "img1" / "metadata.csv").read_text().splitlines()
+    assert rows[0].startswith("id,area,bbox_x0")
+    for row in rows[1:]:
+        index, area = row.split(",")[:2]
+        mask = np.asarray(Image.open(workdir / "pngs" / "img1" / f"{index}.png")) > 0
+        assert mask.sum() == int(area)
+
+
+def test_everything_reports_bad_images_and_goes_on(workdir, folder):
+    mixed = workdir / "mixed"
+    mixed.mkdir(exist_ok=True)
+    shutil.copy(folder / "img2.png", mixed / "good.png")
+    (mixed / "broken.jpg").write_text("not an image")
+    done = segany("everything", "mixed", "--output", "mixed-out", *FAST, cwd=workdir)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.jpg" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert (workdir / "mixed-out" / "good.json").is_file()
+    assert not (workdir / "mixed-out" / "broken.json").exists()
+
+
+def test_everything_resumes_after_being_killed(workdir, folder):
+    import signal
+    import time
+
+    out = workdir / "resume"
+    command = [
+        sys.executable,
+        "-m",
+        "segany",
+        "everything",
+        "images",
+        "--output",
+        "resume",
+        "--format",
+        "coco",
+        *FAST,
+    ]
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / ".parts").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = sorted(p.name for p in (out / ".parts").glob("*.json"))
+    assert 2 <= len(finished) < 5, finished  # killed part-way
+    before = {name: (out / ".parts" / name).stat().st_mtime_ns for name in finished}
+    done = segany(
+        "everything", "images", "--output", "resume", "--format", "coco", *FAST, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{5 - len(finished)} images segmented, {len(finished)} already done" in done.stdout
+    for name, mtime in before.items():  # finished images were not redone
+        assert (out / ".parts" / name).stat().st_mtime_ns == mtime
+    for part in (out / ".parts").glob("*.json"):
+        json.loads(part.read_text())  # every file complete
+    assert not list(out.rglob("*.tmp"))
+    annotations = json.loads((out / "annotations.json").read_text())
+    assert sorted(i["file_name"] for i in annotations["images"]) == [
+        f"img{i}.png" for i in range(5)
+    ]

@@ -3,11 +3,12 @@
 Native API: :func:`load`, :class:`Predictor`, :class:`Embedding`, :class:`InteractiveSession`.
 ONNX: :func:`export_onnx`, and :func:`load_onnx` (an :class:`OnnxPredictor` on onnxruntime).
 Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`,
-:class:`SamPredictor`.
+:class:`SamPredictor`, :class:`SamAutomaticMaskGenerator`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .automatic import SamAutomaticMaskGenerator
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
 from .compat import (
     SamPredictor,
@@ -40,6 +41,7 @@ __all__ = [
     "Prediction",
     "Predictor",
     "Sam",
+    "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamPredictor",
     "__version__",

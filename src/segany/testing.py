@@ -31,3 +31,16 @@ def random_state_dict(reference: dict[str, torch.Tensor], seed: int = 0) -> dict
             value = noise / math.sqrt(fan_in)
         out[name] = value
     return out
+
+
+def region_mask_head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the mask head's transposed-convolution kernels made constant over their
+    2x2 positions (a copy). With fully random kernels every image token paints the same 4x4
+    checker pattern, so every random-weight mask is texture spread over the whole image and box
+    NMS leaves one survivor; with constant kernels masks are regions of varied size and place,
+    which is what tests and benchmarks of the automatic mask generator need."""
+    out = dict(state)
+    for index in (0, 3):  # the two ConvTranspose2d layers of output_upscaling
+        name = f"mask_decoder.output_upscaling.{index}.weight"
+        out[name] = state[name][:, :, :1, :1].expand_as(state[name]).contiguous()
+    return out

@@ -33,13 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     from ..evaluate import cli as eval_cli
     from ..export.cli import add_export_parser
     from ..train import cli as train_cli
-    from . import demo, embed, segment
+    from . import demo, embed, everything, segment
 
     parser = Parser(prog="segany", description="Segment Anything, from scratch.")
     parser.add_argument("--version", action="version", version=f"segany {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for room in (segment, embed, demo, data_cli, train_cli, eval_cli):
+    for room in (segment, everything, embed, demo, data_cli, train_cli, eval_cli):
         room.register(sub)
     add_export_parser(sub)
     return parser

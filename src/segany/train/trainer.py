@@ -294,7 +294,8 @@ class Trainer:
             desc="train",
             dynamic_ncols=True,
         )
-        started = time.perf_counter()
+        # training seconds carry over a resume, so a learning curve is against total time
+        started = time.perf_counter() - (self.history[-1]["seconds"] if self.history else 0.0)
         eval_seconds = 0.0
         while self.step < last:
             lr = self._set_lr()

@@ -1,0 +1,356 @@
+"""The mask decoder rearranged for many sparse prompts on one image (the point grid of the
+automatic mask generator): the same weights and the same function as
+:meth:`segany.modeling.Sam.decode`, equal up to float rounding, with far less work per prompt.
+
+Three rearrangements, all exact in real arithmetic:
+
+1. Before the first image->token attention every prompt sees the same image tokens, so the
+   first block's image-side projections are computed once per image, not once per prompt.
+2. Attention between 4096 image tokens and a handful of prompt tokens never projects the image
+   tokens: per head, the projections are folded into the small token side (logits
+   ``x.(W_q^T W_k).y`` with the product of the two weights precomputed; values and output
+   projection likewise as one ``W_v^T W_o^T``). The key bias of token->image attention is
+   dropped (it adds a constant to every logit of a softmax row); value biases are carried
+   through the output projection (every head's attention row sums to one).
+3. Only the IoU token goes through the final attention for every prompt; the mask tokens do,
+   with the mask head, only for the prompts a caller asks for (those whose predicted IoU passed
+   a filter). The mask head's two transposed convolutions (kernel 2, stride 2) are matrix
+   products on channels-last image tokens, followed by one pixel shuffle of the final logits.
+
+Image tokens stay channels-last ``(P, N, D)`` throughout, so no big tensor is ever transposed,
+and the tiny prompt-token side is a handful of matrix products per block.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .modeling.sam import Sam
+from .modeling.transformer import Attention
+
+
+@dataclass(frozen=True)
+class FoldedAttention:
+    """One attention layer's weights, folded per head for a few tokens against many image tokens.
+
+    Token->image (prompt tokens ``y`` attend to image tokens ``x``): ``qk`` ``(D, H*D)`` and
+    ``qk_bias`` ``(H*D,)`` turn ``y`` into per-head vectors ``u`` with logits ``u.x`` (scaled);
+    ``vo`` ``(H*D, D)`` and ``vo_bias`` map the per-head attention-weighted image tokens to the
+    output. Image->token (image tokens query prompt tokens): ``kq`` ``(D, H*D + H)`` turns token
+    keys into per-head vectors (and logit offsets) against the image side, ``ov`` ``(D, H*D)``
+    turns token values into per-head output rows (the output bias spread over the heads).
+    """
+
+    heads: int
+    qk: Tensor
+    qk_bias: Tensor
+    vo: Tensor
+    vo_bias: Tensor
+    kq: Tensor
+    kq_bias: Tensor
+    ov: Tensor
+    ov_bias: Tensor
+
+    @staticmethod
+    def of(attn: Attention) -> FoldedAttention:
+        heads = attn.num_heads
+        scale = 1.0 / math.sqrt(attn.internal_dim // heads)
+
+        def per_head(linear: torch.nn.Linear) -> tuple[Tensor, Tensor]:
+            return linear.weight.unflatten(0, (heads, -1)), linear.bias.unflatten(0, (heads, -1))
+
+        w_q, b_q = per_head(attn.q_proj)  # (H, d, D), (H, d)
+        w_k, b_k = per_head(attn.k_proj)
+        w_v, b_v = per_head(attn.v_proj)
+        w_o = attn.out_proj.weight.unflatten(1, (heads, -1)).permute(1, 2, 0)  # (H, d, D)
+        b_o = attn.out_proj.bias
+        # token->image: logits_h = (W_q y + b_q).(W_k x) per head; value path W_o,h W_v,h x
+        qk = torch.einsum("hdi,hde->ihe", w_q, w_k).flatten(1) * scale
+        qk_bias = torch.einsum("hd,hde->he", b_q, w_k).flatten() * scale
+        vo = torch.einsum("hde,hdo->heo", w_v, w_o).flatten(0, 1)
+        vo_bias = torch.einsum("hd,hdo->o", b_v, w_o) + b_o
+        # image->token: logits_h = (W_q x + b_q).(W_k y + b_k); values W_o,h (W_v,h y + b_v,h)
+        kq = torch.einsum("hdi,hde->ihe", w_k, w_q).flatten(1)
+        kq_offset = torch.einsum("hdi,hd->ih", w_k, b_q)
+        kq_bias = torch.cat([torch.einsum("hd,hde->he", b_k, w_q).flatten(), (b_k * b_q).sum(1)])
+        ov = torch.einsum("hdi,hdo->iho", w_v, w_o).flatten(1)
+        ov_bias = (torch.einsum("hd,hdo->ho", b_v, w_o) + b_o / heads).flatten()
+        return FoldedAttention(
+            heads=heads,
+            qk=qk,
+            qk_bias=qk_bias,
+            vo=vo,
+            vo_bias=vo_bias,
+            kq=torch.cat([kq, kq_offset], dim=1) * scale,
+            kq_bias=kq_bias * scale,
+            ov=ov,
+            ov_bias=ov_bias,
+        )
+
+
+@dataclass(frozen=True)
+class _Folded:
+    t2i: list[FoldedAttention]
+    i2t: list[FoldedAttention]
+    final: FoldedAttention
+
+
+@dataclass(frozen=True)
+class SharedImage:
+    """One image's decoder inputs, shared by all its prompts.
+
+    ``keys`` ``(N, D)`` are the image tokens plus the no-mask embedding, ``pe`` their positional
+    encoding; ``t2i_k``/``t2i_v`` ``(H, N, d)`` are the first block's token->image key and value
+    projections and ``i2t_q`` ``(H, N, d)`` its image->token query projection (scaled).
+    ``t2i``/``i2t`` hold every block's folded attention weights, ``final`` the final attention's.
+    ``grid`` is the embedding's ``(h, w)``.
+    """
+
+    keys: Tensor
+    pe: Tensor
+    t2i_k: Tensor
+    t2i_v: Tensor
+    i2t_q: Tensor
+    t2i: list[FoldedAttention]
+    i2t: list[FoldedAttention]
+    final: FoldedAttention
+    grid: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class DecodedPrompts:
+    """``P`` prompts after the two-way transformer.
+
+    ``iou`` ``(P, C)`` predicted IoU of the ``C`` output masks (3 with multimask output, else 1).
+    The final attention has run for the IoU token only; for the mask head, ``mask_queries`` and
+    ``mask_query_pe`` ``(P, C, D)`` hold the output mask tokens before it (the first being mask
+    token ``first_token``) and ``keys`` ``(P, N, D)`` the updated image tokens of ``image``.
+    """
+
+    iou: Tensor
+    mask_queries: Tensor
+    mask_query_pe: Tensor
+    first_token: int
+    keys: Tensor
+    image: SharedImage
+
+    def __len__(self) -> int:
+        return self.iou.shape[0]
+
+
+def _heads(x: Tensor, heads: int) -> Tensor:
+    """``(..., H*d) -> (..., H, d)``."""
+    return x.unflatten(-1, (heads, -1))
+
+
+class GridDecoder:
+    """Decode many prompts against a shared image embedding (no mask input).
+
+    Use :meth:`image` once per embedding, :meth:`decode` for batches of sparse prompt embeddings
+    and :meth:`masks` for the prompts whose masks are wanted. Weights are read (and folded) at
+    :meth:`image` (folded once, and again whenever a parameter changes), so a model trained
+    further is picked up by the next image.
+    """
+
+    def __init__(self, model: Sam) -> None:
+        self.model = model
+        self.decoder = model.mask_decoder
+        self.transformer = self.decoder.transformer
+        if self.transformer.depth < 1:
+            raise ValueError("the grid decoder needs a transformer with at least one block")
+        self._folded: tuple[tuple[int, ...], _Folded] | None = None
+
+    def _folded_weights(self) -> _Folded:
+        """The folded attention weights, recomputed only when a parameter changed in place
+        (tracked by tensor versions) or was replaced."""
+        key = tuple(v for p in self.transformer.parameters() for v in (id(p), p._version))
+        if self._folded is None or self._folded[0] != key:
+            layers = self.transformer.layers
+            folded = _Folded(
+                t2i=[FoldedAttention.of(layer.cross_attn_token_to_image) for layer in layers],
+                i2t=[FoldedAttention.of(layer.cross_attn_image_to_token) for layer in layers],
+                final=FoldedAttention.of(self.transformer.final_attn_token_to_image),
+            )
+            self._folded = (key, folded)
+        return self._folded[1]
+
+    @torch.inference_mode()
+    def image(self, features: Tensor) -> SharedImage:
+        """Precompute what every prompt on this ``(1, D, h, w)`` embedding shares."""
+        prompt_encoder = self.model.prompt_encoder
+        dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        keys = (features + dense).flatten(2)[0].transpose(0, 1).contiguous()  # (N, D)
+        pe = prompt_encoder.get_dense_pe().flatten(2)[0].transpose(0, 1).contiguous()
+        keys_pe = keys + pe
+        layers = self.transformer.layers
+        t2i, i2t = layers[0].cross_attn_token_to_image, layers[0].cross_attn_image_to_token
+        scale = 1.0 / math.sqrt(i2t.internal_dim // i2t.num_heads)
+        i2t_q = _heads(i2t.q_proj(keys_pe), i2t.num_heads) * scale
+        folded = self._folded_weights()
+        return SharedImage(
+            keys=keys,
+            pe=pe,
+            t2i_k=_heads(t2i.k_proj(keys_pe), t2i.num_heads).transpose(0, 1).contiguous(),
+            t2i_v=_heads(t2i.v_proj(keys), t2i.num_heads).transpose(0, 1).contiguous(),
+            i2t_q=i2t_q.transpose(0, 1).contiguous(),
+            t2i=folded.t2i,
+            i2t=folded.i2t,
+            final=folded.final,
+            grid=(features.shape[2], features.shape[3]),
+        )
+
+    @torch.inference_mode()
+    def decode(self, image: SharedImage, sparse: Tensor, multimask: bool = True) -> DecodedPrompts:
+        """Run the two-way transformer and the IoU head for ``(P, T, D)`` sparse prompt
+        embeddings (from the prompt encoder). ``multimask`` selects mask tokens 1..3, else 0."""
+        decoder = self.decoder
+        batch = sparse.shape[0]
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+        query_pe = torch.cat([output_tokens.expand(batch, -1, -1), sparse], dim=1)  # (P, T, D)
+
+        layers = self.transformer.layers
+        queries, keys = self._first_block(layers[0], image, query_pe)
+        for i, layer in enumerate(layers[1:], start=1):
+            keys_pe = keys + image.pe
+            q = queries + query_pe
+            queries = layer.norm1(queries + layer.self_attn(q, q, queries))
+            out = _token_to_image(image.t2i[i], queries + query_pe, keys, keys_pe)
+            queries = layer.norm2(queries + out)
+            queries = layer.norm3(queries + layer.mlp(queries))
+            q = queries + query_pe
+            keys = layer.norm4(_image_to_token(image.i2t[i], keys, keys_pe, q, queries))
+        # the final attention for the IoU token; the mask tokens' waits for the mask head
+        first = 1 if multimask else 0
+        count = decoder.num_mask_tokens - 1 if multimask else 1
+        iou_token = queries[:, :1]
+        out = _token_to_image(image.final, iou_token + query_pe[:, :1], keys, pe=image.pe)
+        iou_token = self.transformer.norm_final_attn(iou_token + out)
+        iou = decoder.iou_prediction_head(iou_token[:, 0])[:, first : first + count]
+        chosen = slice(1 + first, 1 + first + count)
+        return DecodedPrompts(iou, queries[:, chosen], query_pe[:, chosen], first, keys, image)
+
+    def _first_block(
+        self, layer: torch.nn.Module, image: SharedImage, query_pe: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The first two-way block, with the image side shared by all prompts."""
+        queries = query_pe
+        if layer.skip_first_layer_pe:
+            queries = layer.norm1(layer.self_attn(queries, queries, queries))
+        else:
+            q = queries + query_pe
+            queries = layer.norm1(queries + layer.self_attn(q, q, queries))
+        # token -> image against the shared projections: all P*T queries in one attention call
+        t2i: Attention = layer.cross_attn_token_to_image
+        batch, tokens, _ = queries.shape
+        heads = t2i.num_heads
+        q = _heads(t2i.q_proj(queries + query_pe), heads)  # (P, T, H, d)
+        q = q.permute(2, 0, 1, 3).reshape(heads, batch * tokens, -1)
+        out = F.scaled_dot_product_attention(q[None], image.t2i_k[None], image.t2i_v[None])[0]
+        out = out.reshape(heads, batch, tokens, -1).permute(1, 2, 0, 3).flatten(2)
+        queries = layer.norm2(queries + t2i.out_proj(out))
+        queries = layer.norm3(queries + layer.mlp(queries))
+        # image -> token: the image queries are shared, so their projection is precomputed
+        i2t: Attention = layer.cross_attn_image_to_token
+        folded = image.i2t[0]
+        k = i2t.k_proj(queries + query_pe).unflatten(-1, (heads, -1))  # (P, T, H, d)
+        k = k.permute(2, 0, 1, 3).flatten(1, 2)  # (H, P*T, d)
+        logits = torch.bmm(k, image.i2t_q.transpose(1, 2))  # (H, P*T, N)
+        attn = logits.unflatten(1, (batch, tokens)).softmax(dim=2)  # over the T tokens
+        attn = attn.transpose(0, 1).flatten(1, 2)  # (P, H*T, N)
+        values = torch.addmm(folded.ov_bias, queries.flatten(0, 1), folded.ov)
+        values = values.view(batch, tokens, heads, -1).transpose(1, 2).flatten(1, 2)
+        keys = layer.norm4(torch.baddbmm(image.keys, attn.transpose(1, 2), values))
+        return queries, keys
+
+    @torch.inference_mode()
+    def masks(
+        self, decoded: DecodedPrompts, index: Tensor, extent: tuple[int, int] | None = None
+    ) -> Tensor:
+        """Low-res mask logits ``(K, C, 4h, 4w)`` of the prompts ``index`` ``(K,)``.
+
+        The mask head works token by token, so with ``extent`` ``(rows, cols)`` it runs only for
+        the tokens under that top-left part of the logits and leaves zeros elsewhere (for
+        callers that read no further, like the upscaling of an image padded bottom-right).
+        """
+        decoder = self.decoder
+        up1, norm, act1, up2, act2 = decoder.output_upscaling
+        h, w = decoded.image.grid
+        rows, cols = (h, w) if extent is None else (-(-extent[0] // 4), -(-extent[1] // 4))
+        rows, cols = min(rows, h), min(cols, w)
+        keys = decoded.keys[index]  # (K, N, D)
+        count = keys.shape[0]
+        # the final attention for the chosen mask tokens (over all image tokens)
+        queries = decoded.mask_queries[index]
+        q = queries + decoded.mask_query_pe[index]
+        out = _token_to_image(decoded.image.final, q, keys, pe=decoded.image.pe)
+        mask_tokens = self.transformer.norm_final_attn(queries + out)
+        if (rows, cols) != (h, w):
+            keys = keys.view(count, h, w, -1)[:, :rows, :cols].reshape(count, rows * cols, -1)
+        # ConvTranspose2d(k=2, s=2) as a matrix product: (in) -> (2, 2, out) per token
+        c1, c2 = up1.out_channels, up2.out_channels
+        w1 = up1.weight.permute(0, 2, 3, 1).flatten(1)  # (in, 2*2*c1)
+        y = torch.addmm(up1.bias.repeat(4), keys.flatten(0, 1), w1).view(count, -1, 4, c1)
+        y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
+        w2 = up2.weight.permute(0, 2, 3, 1).flatten(1)  # (c1, 2*2*c2)
+        y = act2(torch.addmm(up2.bias.repeat(4), y.view(-1, c1), w2))  # (K*N*4, 4*c2)
+        mlps = decoder.output_hypernetworks_mlps[decoded.first_token :]
+        hyper = torch.stack(
+            [mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps[: mask_tokens.shape[1]])], dim=2
+        )  # (K, c2, C)
+        logits = torch.bmm(y.view(count, -1, c2), hyper)  # (K, N*16, C) ordered (y, x, i, j, k, l)
+        logits = logits.view(count, rows, cols, 2, 2, 2, 2, -1)
+        # fine row = 4y + 2i + k, fine column = 4x + 2j + l
+        logits = logits.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(count, -1, 4 * rows, 4 * cols)
+        if (rows, cols) != (h, w):
+            logits = F.pad(logits, (0, 4 * (w - cols), 0, 4 * (h - rows)))
+        return logits
+
+
+def _token_to_image(
+    folded: FoldedAttention,
+    q_in: Tensor,
+    keys: Tensor,
+    keys_pe: Tensor | None = None,
+    pe: Tensor | None = None,
+) -> Tensor:
+    """Prompt tokens ``(P, T, D)`` attend to per-prompt image tokens ``(P, N, D)``: ``(P, T, D)``
+    out (before the residual). Keys are ``keys_pe`` or, for a few tokens, ``keys`` plus the
+    shared ``pe`` ``(N, D)`` (one product against ``pe`` instead of a pass over ``keys``)."""
+    batch, tokens, dim = q_in.shape
+    heads = folded.heads
+    u = torch.addmm(folded.qk_bias, q_in.flatten(0, 1), folded.qk)  # (P*T, H*D)
+    u = u.view(batch, tokens * heads, dim)  # rows (t, h)
+    if keys_pe is not None:
+        logits = torch.bmm(u, keys_pe.transpose(1, 2))  # (P, T*H, N)
+    else:
+        assert pe is not None
+        from_pe = (u.view(-1, dim) @ pe.T).view(batch, tokens * heads, -1)
+        logits = from_pe.baddbmm_(u, keys.transpose(1, 2))
+    context = torch.bmm(logits.softmax(dim=-1), keys).view(batch * tokens, heads * dim)
+    return torch.addmm(folded.vo_bias, context, folded.vo).view(batch, tokens, dim)
+
+
+def _image_to_token(
+    folded: FoldedAttention, keys: Tensor, keys_pe: Tensor, k_in: Tensor, v_in: Tensor
+) -> Tensor:
+    """Per-prompt image tokens ``(P, N, D)`` attend to the prompt tokens; adds the attention
+    output to ``keys`` in place (the residual sum, before the norm) and returns it."""
+    batch, tokens, dim = k_in.shape
+    heads = folded.heads
+    kq = torch.addmm(folded.kq_bias, k_in.flatten(0, 1), folded.kq).view(batch, tokens, -1)
+    vectors = kq[..., : heads * dim].reshape(batch, tokens, heads, dim).transpose(1, 2)
+    offsets = kq[..., heads * dim :].transpose(1, 2)  # (P, H, T)
+    logits = torch.baddbmm(  # (P, H*T, N), softmax over the T tokens of each head
+        offsets.reshape(batch, heads * tokens, 1),
+        vectors.reshape(batch, -1, dim),
+        keys_pe.transpose(1, 2),
+    )
+    attn = logits.view(batch, heads, tokens, -1).softmax(dim=2).view(batch, heads * tokens, -1)
+    values = torch.addmm(folded.ov_bias, v_in.flatten(0, 1), folded.ov)  # (P*T, H*D)
+    values = values.view(batch, tokens, heads, dim).transpose(1, 2).reshape(batch, -1, dim)
+    return keys.baddbmm_(attn.transpose(1, 2), values)

@@ -1,0 +1,78 @@
+"""The rearranged decoder of the point grid gives the mask decoder's numbers: against our
+``Sam.decode`` and the official decoder on identical weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import SMALL, make_pair
+from segany.grid_decoder import GridDecoder
+
+ATOL = 1e-4
+
+
+def _inputs(config, count: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    grid = config.embedding_size
+    features = torch.randn(1, config.decoder.embed_dim, grid, grid, generator=g)
+    points = torch.rand(count, 1, 2, generator=g) * config.img_size
+    labels = torch.ones(count, 1, dtype=torch.int64)
+    return features, points, labels
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("multimask", [True, False])
+def test_grid_decoder_matches_mask_decoder(depth, multimask):
+    config = dataclasses.replace(SMALL, decoder=dataclasses.replace(SMALL.decoder, depth=depth))
+    ours, theirs = make_pair(config, seed=depth)
+    features, points, labels = _inputs(config, 12, seed=depth)
+    with torch.inference_mode():
+        low_res, iou = ours.decode(features, points=(points, labels), multimask_output=multimask)
+        sparse, dense = theirs.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        official_low_res, official_iou = theirs.mask_decoder(
+            features, theirs.prompt_encoder.get_dense_pe(), sparse, dense, multimask
+        )
+        decoder = GridDecoder(ours)
+        decoded = decoder.decode(decoder.image(features), sparse, multimask=multimask)
+        index = torch.tensor([0, 5, 11, 5])
+        masks = decoder.masks(decoded, index)
+    assert decoded.iou.shape == iou.shape == (12, 3 if multimask else 1)
+    assert masks.shape == (4, *low_res.shape[1:])
+    torch.testing.assert_close(decoded.iou, iou, atol=ATOL, rtol=0)
+    torch.testing.assert_close(decoded.iou, official_iou, atol=ATOL, rtol=0)
+    torch.testing.assert_close(masks, low_res[index], atol=ATOL, rtol=0)
+    torch.testing.assert_close(masks, official_low_res[index], atol=ATOL, rtol=0)
+    with torch.inference_mode():  # only the top-left block the caller reads
+        part = decoder.masks(decoded, index, extent=(37, 21))
+    torch.testing.assert_close(part[..., :37, :21], masks[..., :37, :21], atol=1e-6, rtol=0)
+    assert part.shape == masks.shape and not part[..., 40:, :].any()
+
+
+def test_grid_decoder_decodes_in_chunks_alike(small_model):
+    features, points, labels = _inputs(SMALL, 10, seed=7)
+    decoder = GridDecoder(small_model)
+    with torch.inference_mode():
+        sparse, _ = small_model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        image = decoder.image(features)
+        whole = decoder.decode(image, sparse)
+        parts = [decoder.decode(image, sparse[i : i + 3]) for i in range(0, 10, 3)]
+    torch.testing.assert_close(torch.cat([p.iou for p in parts]), whole.iou, atol=1e-6, rtol=0)
+
+
+def test_grid_decoder_follows_weight_updates():
+    ours, _ = make_pair(SMALL, seed=4)
+    features, points, labels = _inputs(SMALL, 3, seed=4)
+    decoder = GridDecoder(ours)
+    with torch.inference_mode():
+        sparse, _ = ours.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        before = decoder.decode(decoder.image(features), sparse).iou
+    with torch.no_grad():  # an optimiser step changes weights in place
+        ours.mask_decoder.transformer.final_attn_token_to_image.q_proj.weight.mul_(1.5)
+    with torch.inference_mode():
+        after = decoder.decode(decoder.image(features), sparse).iou
+        _, expected = ours.decode(features, points=(points, labels))
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, atol=ATOL, rtol=0)
