@@ -60,13 +60,14 @@ def quantize_linear_int8(module: nn.Module) -> nn.Module:
 def optimize(model: Sam, precision: str = "fp32", *, compile: bool = False) -> Sam:
     """Set ``model`` (in place, also returned) up for inference at ``precision``; optionally
     compile its image encoder. Works on any :class:`Sam`, including ``sam_model_registry``
-    builds. Call once, on a model used only for inference."""
+    builds. Call once, on a model used only for inference (``int8`` on the CPU only)."""
     check_precision(precision)
     model.eval()
     encoder = model.image_encoder
     if getattr(encoder, "segany_precision", "fp32") != "fp32":
         raise ValueError(f"the model is already set up for {encoder.segany_precision}")
-    encoder.segany_encoder_id = encoder_id(model)  # embeddings stay interchangeable
+    if precision != "fp32":  # embeddings stay interchangeable between precisions
+        encoder.segany_encoder_id = encoder_id(model)
     if precision == "bf16":
         encoder.to(torch.bfloat16)
         encoder.register_forward_pre_hook(_to_dtype(torch.bfloat16))
