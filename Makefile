@@ -72,6 +72,14 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 
+# Benchmarks (slow: the official ViT-H encoder alone takes minutes on a small CPU). One at a
+# time under a lock, so that benchmarks on a shared machine never overlap.
+BENCH_LOCK ?= /tmp/segany-bench.lock
+bench: $(VENV)/.installed-dev
+	for script in bench_encoder bench_predictor bench_automatic bench_onnx; do \
+		echo "== $$script"; flock $(BENCH_LOCK) $(PY) benchmarks/$$script.py || exit 1; done
+	flock $(BENCH_LOCK) $(PY) benchmarks/bench_encoder.py --model vit_h --modes fp32,bf16 --repeats 2
+
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache src/*.egg-info web/node_modules \
 		src/segany/server/static

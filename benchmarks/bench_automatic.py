@@ -20,60 +20,17 @@ import os
 import resource
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import interleaved, machine, sample_image
+from common import interleaved, machine, official_and_ours, peak_rss_during, sample_image
 
 SETTINGS: dict[str, dict[str, float]] = {
     "default": {},
     "lowered": {"pred_iou_thresh": 0.7, "stability_score_thresh": 0.8},
 }
-
-
-def models(name: str = "vit_b", seed: int = 0):
-    """The official model and ours with the same seeded region-head weights."""
-    from segment_anything import sam_model_registry as official_registry
-
-    from segany import sam_model_registry
-    from segany.testing import random_state_dict, region_mask_head
-
-    ours = sam_model_registry[name]()
-    theirs = official_registry[name]()
-    state = region_mask_head(random_state_dict(ours.state_dict(), seed))
-    ours.load_state_dict(state)
-    theirs.load_state_dict(state)
-    return theirs.eval(), ours.eval()
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_rss_during(fn) -> tuple[int, int]:
-    """(RSS before, peak RSS while ``fn`` runs), sampled every 5 ms."""
-    before = rss_bytes()
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_bytes())
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    return before, max(peak[0], rss_bytes())
 
 
 def child(which: str, image_name: str) -> None:
@@ -82,7 +39,7 @@ def child(which: str, image_name: str) -> None:
 
     from segany import SamAutomaticMaskGenerator
 
-    theirs, ours = models()
+    theirs, ours = official_and_ours("vit_b", region_head=True)
     generator = Official(theirs) if which == "official" else SamAutomaticMaskGenerator(ours)
     del theirs, ours
     image, _ = sample_image(image_name)
@@ -186,7 +143,7 @@ def main() -> None:
     from segany import SamAutomaticMaskGenerator
 
     image, image_name = sample_image(args.image)
-    theirs, ours = models()
+    theirs, ours = official_and_ours("vit_b", region_head=True)
     print(f"machine: {machine()}")
     print(f"load average at start: {os.getloadavg()[0]:.2f} (other jobs share these cores)")
     print(

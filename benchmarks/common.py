@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,19 +45,77 @@ def interleaved(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def official_and_ours(name: str, seed: int = 0):
+def seeded_model(package: str, name: str, seed: int = 0, region_head: bool = False):
+    """``package`` (``official`` or ``segany``) model ``name`` with seeded random weights, the
+    same for both packages; with ``region_head`` the mask head makes regions instead of texture
+    (``region_mask_head``)."""
+    from segany.testing import random_state_dict, region_mask_head
+
+    if package == "official":
+        from segment_anything import sam_model_registry as registry
+    else:
+        from segany import sam_model_registry as registry
+    model = registry[name]()
+    state = random_state_dict(model.state_dict(), seed)
+    if region_head:
+        state = region_mask_head(state)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def official_and_ours(name: str, seed: int = 0, region_head: bool = False):
     """The official model and ours, both holding the same seeded random weights."""
-    from segment_anything import sam_model_registry as official_registry
+    return (
+        seeded_model("official", name, seed, region_head),
+        seeded_model("segany", name, seed, region_head),
+    )
 
-    from segany import sam_model_registry
-    from segany.testing import random_state_dict
 
-    ours = sam_model_registry[name]()
-    theirs = official_registry[name]()
-    state = random_state_dict(ours.state_dict(), seed)
-    ours.load_state_dict(state)
-    theirs.load_state_dict(state)
-    return theirs.eval(), ours.eval()
+def rss_bytes() -> int:
+    """Resident memory of this process now."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _high_water_bytes() -> int | None:
+    """The kernel's peak resident memory of this process (``VmHWM``), if readable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_during(fn: Callable[[], object]) -> tuple[int, int]:
+    """(RSS before, peak RSS while ``fn`` runs). Exact where the kernel lets the peak be reset
+    (``/proc/self/clear_refs``), else sampled every 5 ms."""
+    before = rss_bytes()
+    if _high_water_bytes() is not None:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        except OSError:
+            pass
+        else:
+            fn()
+            return before, _high_water_bytes() or 0
+    peak_seen = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak_seen[0] = max(peak_seen[0], rss_bytes())
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return before, max(peak_seen[0], rss_bytes())
 
 
 def sample_image(name: str = "truck.jpg"):

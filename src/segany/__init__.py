@@ -2,6 +2,7 @@
 
 Native API: :func:`load`, :class:`Predictor`, :class:`Embedding`, :class:`InteractiveSession`.
 ONNX: :func:`export_onnx`, and :func:`load_onnx` (an :class:`OnnxPredictor` on onnxruntime).
+Speed: :func:`optimize` (bf16 / int8 encoder, ``torch.compile``), also as ``load(precision=...)``.
 Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`,
 :class:`SamPredictor`, :class:`SamAutomaticMaskGenerator`.
 """
@@ -22,6 +23,7 @@ from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
 from .embedding import Embedding
 from .export import OnnxPredictor, export_onnx, load_onnx
 from .modeling import Sam, build_model
+from .precision import PRECISIONS, optimize
 from .predictor import Prediction, Predictor
 from .session import InteractiveSession, mask_to_logits
 
@@ -32,6 +34,7 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "CONFIGS",
+    "PRECISIONS",
     "CheckpointError",
     "DecoderConfig",
     "Embedding",
@@ -56,6 +59,7 @@ __all__ = [
     "load_checkpoint",
     "load_onnx",
     "mask_to_logits",
+    "optimize",
     "sam_model_registry",
     "save_checkpoint",
 ]

@@ -16,10 +16,10 @@ from safetensors.torch import load_file, save_file
 
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
 from .modeling.sam import Sam, build_model
+from .precision import check_precision, optimize
 
 CONFIG_METADATA_KEY = "segany_config"
 BUNDLED_WEIGHTS = {"tiny": "tiny.safetensors"}
-PRECISIONS = ("fp32",)
 _EXPECTED = (
     "expected an official SAM v1 checkpoint (sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth, "
     "sam_vit_b_01ec64.pth) or a segany .safetensors file"
@@ -242,14 +242,16 @@ def load(
     *,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    compile: bool = False,
 ) -> Sam:
     """Load a model ready for inference.
 
     ``name_or_path`` is a bundled model name (``tiny``), an official type (``vit_b``,
     ``vit_l``, ``vit_h``; then ``checkpoint`` is required), or a weights file alone.
+    ``precision`` (``fp32``, ``bf16``, ``int8``) and ``compile`` apply to the image encoder
+    (see :func:`segany.precision.optimize`).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not supported; expected one of {PRECISIONS}")
+    check_precision(precision)  # before reading weights
     name = str(name_or_path)
     if checkpoint is not None:
         model = load_checkpoint(checkpoint, model_type=name)
@@ -268,7 +270,7 @@ def load(
     else:
         known = ", ".join([*BUNDLED_WEIGHTS, *CONFIGS])
         raise ValueError(f"unknown model {name!r}: expected one of {known} or a weights file")
-    return model.to(device).eval()
+    return optimize(model.to(device), precision, compile=compile)
 
 
 __all__ = [

@@ -74,7 +74,11 @@ class Embedding:
 
 
 def encoder_id(model: Sam) -> str:
-    """A short fingerprint of the encoder weights, to catch embeddings used with another model."""
+    """A short fingerprint of the encoder weights, to catch embeddings used with another model.
+    A model converted to another precision keeps the fingerprint of its float32 weights."""
+    kept = getattr(model.image_encoder, "segany_encoder_id", None)
+    if isinstance(kept, str):
+        return kept
     digest = hashlib.sha256()
     neck = model.image_encoder.neck
     for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):

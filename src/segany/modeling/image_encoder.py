@@ -50,21 +50,89 @@ def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> 
     return rel_pos[offsets.long()]
 
 
-def decomposed_rel_pos_bias(
-    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, size: tuple[int, int]
-) -> torch.Tensor:
-    """MViTv2 decomposed relative-position term as an additive attention bias.
+# Largest relative-position bias (elements) materialised at once: 64M, 256 MB in fp32. A ViT-B
+# global block's whole bias would be 12 x 4096 x 4096 (805 MB); blocks of query rows keep it
+# bounded. Measured on a 2-core EPYC (ViT-B global block, fp32): one 805 MB bias 1.67 s,
+# 64M-element blocks 1.03 s, 16M 1.25 s, 4M 2.31 s (each block is one more pass over the keys).
+BIAS_CHUNK_ELEMENTS = 1 << 26
 
-    ``q`` is ``(B, heads, H*W, C)`` (unscaled queries); returns ``(B, heads, H*W, H*W)``.
+
+def decomposed_rel_pos_terms(
+    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two factors of the MViTv2 decomposed relative-position term.
+
+    ``q`` is ``(B, heads, H*W, C)`` (unscaled queries). Returns ``(B, heads, H, W, H)`` (query
+    row and column, key row) and ``(B, heads, H, W, W)`` (key column); the bias of query
+    ``(i, j)`` and key ``(k, l)`` is ``rel_h[..., i, j, k] + rel_w[..., i, j, l]``.
     """
     h, w = size
-    table_h = relative_position_table(h, h, rel_pos_h)  # (h, h, C)
-    table_w = relative_position_table(w, w, rel_pos_w)  # (w, w, C)
+    table_h = relative_position_table(h, h, rel_pos_h).to(q.dtype)  # (h, h, C)
+    table_w = relative_position_table(w, w, rel_pos_w).to(q.dtype)  # (w, w, C)
     grid_q = q.unflatten(2, (h, w))  # (B, heads, h, w, C)
-    bias_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, table_h)
-    bias_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, table_w)
-    bias = bias_h.unsqueeze(-1) + bias_w.unsqueeze(-2)  # (B, heads, h, w, h, w)
-    return bias.flatten(4).flatten(2, 3)
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, table_h)
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, table_w)
+    return rel_h, rel_w
+
+
+def _expand_bias(
+    rel_h: torch.Tensor, rel_w: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(B, n, r, W, H)`` and ``(B, n, r, W, W)`` -> contiguous ``(B, n, r*W, H*W)`` bias,
+    written into ``out`` (a buffer of that many elements) when given."""
+    b, n, rows, w, kh = rel_h.shape
+    shape = (b, n, rows, w, kh, rel_w.shape[-1])
+    if out is None:
+        bias = rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)
+        bias = bias.contiguous()
+    else:
+        bias = torch.add(rel_h.unsqueeze(-1), rel_w.unsqueeze(-2), out=out.view(shape))
+    return bias.view(b, n, rows * w, -1)
+
+
+def rel_pos_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    size: tuple[int, int],
+    scale: float,
+    chunk_elements: int = BIAS_CHUNK_ELEMENTS,
+) -> torch.Tensor:
+    """``softmax(scale * q k^T + bias) v`` with the decomposed relative-position bias, through
+    ``scaled_dot_product_attention``.
+
+    ``q``/``k``/``v`` are ``(B, heads, H*W, C)``; returns ``(B, H*W, heads * C)``. Queries go
+    in blocks of whole grid rows so that at most ``chunk_elements`` of bias exist at once;
+    without autograd the blocks share one buffer.
+    """
+    b, heads, tokens, c = q.shape
+    h, w = size
+    rel_h, rel_w = decomposed_rel_pos_terms(q, rel_pos_h, rel_pos_w, size)
+    per_row = b * heads * w * tokens
+    rows = max(
+        (d for d in range(1, h + 1) if h % d == 0 and d * per_row <= chunk_elements), default=1
+    )
+    if rows == h or torch.jit.is_tracing():  # one call: the whole bias fits (or an export)
+        bias = _expand_bias(rel_h, rel_w)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        return out.transpose(1, 2).flatten(2)
+    reuse = not (torch.is_grad_enabled() and (q.requires_grad or rel_pos_h.requires_grad))
+    buffer = q.new_empty(rows * per_row) if reuse else None
+    out = q.new_empty(b, tokens, heads * c) if reuse else None
+    pieces = []
+    for start in range(0, h, rows):
+        queries = slice(start * w, (start + rows) * w)
+        bias = _expand_bias(
+            rel_h[:, :, start : start + rows], rel_w[:, :, start : start + rows], buffer
+        )
+        piece = F.scaled_dot_product_attention(q[:, :, queries], k, v, attn_mask=bias, scale=scale)
+        if out is None:
+            pieces.append(piece.transpose(1, 2).flatten(2))  # (B, rows * W, heads * C)
+        else:
+            out[:, queries].unflatten(2, (heads, c)).copy_(piece.transpose(1, 2))
+    return torch.cat(pieces, dim=1) if out is None else out
 
 
 class Attention(nn.Module):
@@ -100,12 +168,12 @@ class Attention(nn.Module):
         b, h, w, c = x.shape
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, H*W, head_dim)
-        bias = None
         if self.use_rel_pos:
-            bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        out = out.transpose(1, 2).reshape(b, h, w, c)
-        return self.proj(out)
+            out = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, (h, w), self.scale)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+            out = out.transpose(1, 2).flatten(2)
+        return self.proj(out.view(b, h, w, c))
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -72,13 +72,15 @@ class Attention(nn.Module):
         k_h = self._heads(self.k_proj(k)) * (self.internal_dim // heads) ** -0.5
         v_h = self._heads(self.v_proj(v))  # (B, heads, Nk, C / heads)
         query_weight = self._per_head(self.q_proj)  # (heads, C / heads, D)
-        folded = torch.einsum("bhkc,hcd->bdhk", k_h, query_weight).flatten(2)  # (B, D, h*Nk)
+        folded = torch.einsum("bhkc,hcd->bhkd", k_h, query_weight).flatten(1, 2)  # (B, h*Nk, D)
         bias = torch.einsum("bhkc,hc->bhk", k_h, self.q_proj.bias.unflatten(0, (heads, -1)))
-        scores = q @ folded + bias.flatten(1).unsqueeze(1)  # (B, Nq, heads * Nk)
-        weights = scores.unflatten(2, (heads, -1)).softmax(dim=-1).flatten(2)
+        # scores transposed, (B, h*Nk, Nq): softmax over the few keys then runs along a strided
+        # axis, vectorised over the many queries (a softmax over rows of Nk is slow)
+        scores = torch.baddbmm(bias.flatten(1).unsqueeze(-1), folded, q.transpose(1, 2))
+        weights = scores.unflatten(1, (heads, -1)).softmax(dim=2).flatten(1, 2)
         out_weight = self.out_proj.weight.unflatten(1, (heads, -1))  # (D, heads, C / heads)
         values = torch.einsum("bhkc,dhc->bhkd", v_h, out_weight).flatten(1, 2)  # (B, h*Nk, D)
-        return weights @ values + self.out_proj.bias
+        return torch.baddbmm(self.out_proj.bias, weights.transpose(1, 2), values)
 
 
 class TwoWayAttentionBlock(nn.Module):
