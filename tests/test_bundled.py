@@ -24,6 +24,7 @@ from segany.data.scenes import generate_scene
 from segany.demo import largest_whole_object
 from segany.evaluate.clicks import centre_click
 from segany.evaluate.protocol import evaluate, mask_iou
+from segany.formats import read_sa1b
 from segany.formats.pictures import write_png
 from segany.formats.rle import decode_coco_rle
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.skipif(
     bundled_weights_path("tiny") is None, reason="the bundled tiny weights are not there"
 )
 HELD_OUT = 3_000_000
+SEGANY = (sys.executable, "-m", "segany")
 # measured (float16 weights, this CPU): 20-scene protocol oracle 0.745, 1 click 0.677, 5 clicks
 # 0.802; demo IoU 0.844; everything mean best IoU 0.764 over 21 large objects
 ORACLE_FLOOR, ONE_CLICK_FLOOR, FIVE_CLICK_FLOOR = 0.70, 0.62, 0.75
@@ -68,7 +70,7 @@ def test_zero_shot_clicks_on_held_out_scenes(tiny):
 
 def test_demo_segments_the_largest_object(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "segany", "demo", "--output", str(tmp_path)],
+        [*SEGANY, "demo", "--output", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,
@@ -103,9 +105,7 @@ def test_segment_cli_with_the_bundled_model(tmp_path):
     out = tmp_path / "mask.json"
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "segany",
+            *SEGANY,
             "segment",
             str(image),
             "--point",
@@ -121,3 +121,23 @@ def test_segment_cli_with_the_bundled_model(tmp_path):
     record = json.loads(out.read_text())
     mask = decode_coco_rle(record["segmentation"])
     assert mask_iou(mask, truth) >= DEMO_FLOOR
+
+
+def test_everything_cli_with_the_bundled_model(tmp_path):
+    """``segany everything`` with the default model picks the ``tiny`` preset by itself, and its
+    SA-1B json holds the generator's masks for that preset."""
+    scene = generate_scene(HELD_OUT + 21)
+    write_png(tmp_path / "scene.png", scene.image)
+    subprocess.run(
+        [*SEGANY, "everything", "scene.png", "--output", "sa1b", "--points-per-side", "16"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    _, annotations = read_sa1b(tmp_path / "sa1b" / "scene.json")
+    records = SamAutomaticMaskGenerator(load("tiny"), points_per_side=16, preset="tiny").generate(
+        scene.image
+    )
+    assert len(annotations) == len(records) > 0
+    for annotation, record in zip(annotations, records):
+        np.testing.assert_array_equal(annotation.mask(), record["segmentation"])
