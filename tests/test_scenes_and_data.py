@@ -19,7 +19,8 @@ from segany.data import (
     write_generated_shards,
 )
 from segany.formats import decode_coco_rle, encode_coco_rle, mask_bbox_xywh, read_sa1b
-from segany.train.batching import collate, masks_to_boxes, prepare_example
+from segany.masks import masks_to_boxes
+from segany.train.batching import collate, prepare_example
 
 
 def test_scenes_are_deterministic_and_varied():
@@ -163,4 +164,7 @@ def test_masks_to_boxes_inclusive():
     masks = np.zeros((2, 10, 10), dtype=bool)
     masks[0, 2:5, 3:9] = True
     masks[1, 9, 0] = True
-    assert masks_to_boxes(masks).tolist() == [[3.0, 2.0, 8.0, 4.0], [0.0, 9.0, 0.0, 9.0]]
+    assert masks_to_boxes(torch.from_numpy(masks)).tolist() == [
+        [3.0, 2.0, 8.0, 4.0],
+        [0.0, 9.0, 0.0, 9.0],
+    ]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from pycocotools import mask as mask_utils
+
+from ..masks import box_xyxy_to_xywh, masks_to_boxes
 
 
 def encode_coco_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -26,7 +29,5 @@ def decode_coco_rle(rle: dict[str, Any]) -> np.ndarray:
 def mask_bbox_xywh(mask: np.ndarray) -> list[int]:
     """``[x, y, w, h]`` with ``w = x_max - x_min`` over inclusive indices (the SAM/SA-1B
     convention: a one-pixel mask has ``w = 0``); ``[0, 0, 0, 0]`` for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return [0, 0, 0, 0]
-    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+    box = masks_to_boxes(torch.from_numpy(np.ascontiguousarray(mask, dtype=bool)))
+    return [int(v) for v in box_xyxy_to_xywh(box)]

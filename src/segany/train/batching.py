@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.datasets import MaskSample
+from ..masks import masks_to_boxes
 from ..transforms import preprocess_shape, resize_image
 
 
@@ -39,16 +40,6 @@ class Batch:
             [image.to(device) for image in self.images],
             *(t.to(device) for t in (self.masks, self.image_index, self.boxes)),
         )
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """``(M, H, W)`` bool -> ``(M, 4)`` float32 XYXY over inclusive pixel indices (masks must
-    be non-empty)."""
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
-    h, w = masks.shape[1:]
-    y0, y1 = rows.argmax(axis=1), h - 1 - rows[:, ::-1].argmax(axis=1)
-    x0, x1 = cols.argmax(axis=1), w - 1 - cols[:, ::-1].argmax(axis=1)
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.float32)
 
 
 def prepare_example(
@@ -86,7 +77,7 @@ def prepare_example(
         return None
     image = torch.from_numpy(resize_image(sample.image, img_size)).permute(2, 0, 1).float()
     return TrainingExample(
-        image, torch.from_numpy(padded), torch.from_numpy(masks_to_boxes(padded))
+        image, torch.from_numpy(padded), masks_to_boxes(torch.from_numpy(padded)).float()
     )
 
 
