@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import SMALL, make_pair
-from segany.grid_decoder import GridDecoder
+from segany.grid_decoder import GridDecoder, Workspace
 
 ATOL = 1e-4
 
@@ -52,14 +52,25 @@ def test_grid_decoder_matches_mask_decoder(depth, multimask):
 
 
 def test_grid_decoder_decodes_in_chunks_alike(small_model):
+    """Chunks of prompts sharing one workspace (each batch overwrites the last one's buffers,
+    the last batch smaller; the mask head in pieces) give the IoU and masks of one batch."""
     features, points, labels = _inputs(SMALL, 10, seed=7)
     decoder = GridDecoder(small_model)
+    workspace = Workspace()
     with torch.inference_mode():
         sparse, _ = small_model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
         image = decoder.image(features)
         whole = decoder.decode(image, sparse)
-        parts = [decoder.decode(image, sparse[i : i + 3]) for i in range(0, 10, 3)]
-    torch.testing.assert_close(torch.cat([p.iou for p in parts]), whole.iou, atol=1e-6, rtol=0)
+        whole_masks = decoder.masks(whole, torch.arange(10), extent=(37, 21))
+        ious = []
+        for i in range(0, 10, 3):
+            part = decoder.decode(image, sparse[i : i + 3], workspace=workspace)
+            ious.append(part.iou)
+            # the mask head a few at a time, the last prompts first
+            for index in torch.arange(len(part)).flip(0).split(2):
+                masks = decoder.masks(part, index, extent=(37, 21), workspace=workspace)
+                torch.testing.assert_close(masks, whole_masks[i + index], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(ious), whole.iou, atol=1e-6, rtol=0)
 
 
 def test_grid_decoder_follows_weight_updates():

@@ -34,7 +34,7 @@ from torch import Tensor
 from torchvision.ops import box_area
 
 from .embedding import check_image
-from .grid_decoder import GridDecoder, SharedImage
+from .grid_decoder import GridDecoder, SharedImage, Workspace
 from .masks import (
     UpscaleFootprint,
     box_xyxy_to_xywh,
@@ -73,10 +73,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Work sizes, in floats per tensor, whatever the model and image size. The transformer holds a
 # few (N, D) image-token tensors per prompt: 6 prompts of 4096 x 256 tokens (24 MiB), the mask
-# head about 3 per prompt, 4 prompts at a time. Small batches are faster on CPU, measured on the
-# 2-core benchmark machine (1024 ViT-B prompts: 15 s in batches of 64, 9.5 s in batches of 6):
-# tensors under glibc's 32 MiB mmap ceiling are served from freed heap blocks instead of fresh
-# pages the kernel must fault in and zero on every batch, and they stay in the 32 MiB L3 cache
+# head about 3 per prompt, 4 prompts at a time; they live in a Workspace reused by every batch.
+# On CPU small batches are faster (2-core benchmark machine, 1024 ViT-B prompts: 15 s in
+# batches of 64, 9.5-10 s in batches of 6): a fresh tensor of hundreds of MiB is new pages the
+# kernel faults in and zeroes each batch, and one of a few tens of MiB stays in the L3 cache
 # between the passes of a block. The upscaling holds a padded square and a crop per mask.
 DECODE_BUDGET = 6 * 2**20
 MASK_HEAD_BUDGET = 4 * 2**20
@@ -336,8 +336,11 @@ class SamAutomaticMaskGenerator:
         step = max(1, min(self.points_per_batch, DECODE_BUDGET // tokens))
         head_step = max(1, MASK_HEAD_BUDGET // tokens)
         pending: list[tuple[Tensor, Tensor, np.ndarray]] = []
+        workspace = Workspace()  # each batch reuses the previous one's image-token buffers
         for start in range(0, len(points), step):
-            decoded = self.decoder.decode(work.shared, sparse[start : start + step])
+            decoded = self.decoder.decode(
+                work.shared, sparse[start : start + step], workspace=workspace
+            )
             keep = decoded.iou > self.pred_iou_thresh
             if self.pred_iou_thresh <= 0.0:
                 keep = torch.ones_like(keep)
@@ -347,7 +350,10 @@ class SamAutomaticMaskGenerator:
                 low_res = torch.cat(
                     [
                         self.decoder.masks(
-                            decoded, needed[i : i + head_step], work.footprint.extent
+                            decoded,
+                            needed[i : i + head_step],
+                            work.footprint.extent,
+                            workspace=workspace,
                         )
                         for i in range(0, len(needed), head_step)
                     ]

@@ -18,7 +18,9 @@ Three rearrangements, all exact in real arithmetic:
    products on channels-last image tokens, followed by one pixel shuffle of the final logits.
 
 Image tokens stay channels-last ``(P, N, D)`` throughout, so no big tensor is ever transposed,
-and the tiny prompt-token side is a handful of matrix products per block.
+and the tiny prompt-token side is a handful of matrix products per block. With a
+:class:`Workspace`, the ``(P, N, D)``-sized tensors of a batch are written into buffers reused
+from the previous batch (layer norms and activations in place), so no fresh pages are mapped.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ class DecodedPrompts:
     ``iou`` ``(P, C)`` predicted IoU of the ``C`` output masks (3 with multimask output, else 1).
     The final attention has run for the IoU token only; for the mask head, ``mask_queries`` and
     ``mask_query_pe`` ``(P, C, D)`` hold the output mask tokens before it (the first being mask
-    token ``first_token``) and ``keys`` ``(P, N, D)`` the updated image tokens of ``image``.
+    token ``first_token``) and ``keys`` ``(P, N, D)`` the updated image tokens of ``image`` (in
+    the workspace :meth:`GridDecoder.decode` was given, if any: valid until its next use).
     """
 
     iou: Tensor
@@ -141,6 +144,53 @@ class DecodedPrompts:
 
     def __len__(self) -> int:
         return self.iou.shape[0]
+
+
+class Workspace:
+    """Buffers for the image-token-sized tensors of :meth:`GridDecoder.decode` and
+    :meth:`GridDecoder.masks`, reused from one batch of prompts to the next.
+
+    On CPU a fresh tensor of tens of MiB costs more than a pass over it: the allocator maps new
+    pages that the kernel faults in and zeroes, batch after batch. A tensor taken from a
+    workspace stays valid until its name is taken again (the next call that uses the workspace).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """An uninitialised tensor of ``shape`` with ``like``'s dtype and device."""
+        numel = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if (
+            buffer is None
+            or buffer.numel() < numel
+            or buffer.dtype != like.dtype
+            or buffer.device != like.device
+        ):
+            buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+            self._buffers[name] = buffer
+        return buffer[:numel].view(shape)
+
+
+def _layer_norm_(x: Tensor, norm: torch.nn.Module) -> Tensor:
+    """``norm`` (a layer norm over the last dim, with ``weight``, ``bias``, ``eps``) applied to
+    ``x`` ``(..., C)`` in place, allocating nothing of ``x``'s size; returns ``x``."""
+    x.sub_(x.mean(-1, keepdim=True))
+    scale = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    x.mul_(scale.square_().div_(x.shape[-1]).add_(norm.eps).rsqrt_())
+    if norm.weight is not None and norm.bias is not None:
+        return torch.addcmul(norm.bias, x, norm.weight, out=x)
+    if norm.weight is not None:
+        x.mul_(norm.weight)
+    return x if norm.bias is None else x.add_(norm.bias)
+
+
+def _activate_(x: Tensor, activation: torch.nn.Module) -> Tensor:
+    """``activation(x)``, in place for GELU (the decoder's activation)."""
+    if isinstance(activation, torch.nn.GELU):
+        return torch.ops.aten.gelu_(x, approximate=activation.approximate)
+    return activation(x)
 
 
 def _heads(x: Tensor, heads: int) -> Tensor:
@@ -205,25 +255,36 @@ class GridDecoder:
         )
 
     @torch.inference_mode()
-    def decode(self, image: SharedImage, sparse: Tensor, multimask: bool = True) -> DecodedPrompts:
+    def decode(
+        self,
+        image: SharedImage,
+        sparse: Tensor,
+        multimask: bool = True,
+        *,
+        workspace: Workspace | None = None,
+    ) -> DecodedPrompts:
         """Run the two-way transformer and the IoU head for ``(P, T, D)`` sparse prompt
-        embeddings (from the prompt encoder). ``multimask`` selects mask tokens 1..3, else 0."""
+        embeddings (from the prompt encoder). ``multimask`` selects mask tokens 1..3, else 0.
+        With a ``workspace``, the result's image tokens live in it (valid until its next use)."""
         decoder = self.decoder
+        workspace = Workspace() if workspace is None else workspace
         batch = sparse.shape[0]
         output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
         query_pe = torch.cat([output_tokens.expand(batch, -1, -1), sparse], dim=1)  # (P, T, D)
 
         layers = self.transformer.layers
-        queries, keys = self._first_block(layers[0], image, query_pe)
+        queries, keys = self._first_block(layers[0], image, query_pe, workspace)
         for i, layer in enumerate(layers[1:], start=1):
-            keys_pe = keys + image.pe
+            keys_pe = torch.add(keys, image.pe, out=workspace.take("keys_pe", keys.shape, keys))
             q = queries + query_pe
             queries = layer.norm1(queries + layer.self_attn(q, q, queries))
             out = _token_to_image(image.t2i[i], queries + query_pe, keys, keys_pe)
             queries = layer.norm2(queries + out)
             queries = layer.norm3(queries + layer.mlp(queries))
             q = queries + query_pe
-            keys = layer.norm4(_image_to_token(image.i2t[i], keys, keys_pe, q, queries))
+            keys = _layer_norm_(
+                _image_to_token(image.i2t[i], keys, keys_pe, q, queries), layer.norm4
+            )
         # the final attention for the IoU token; the mask tokens' waits for the mask head
         first = 1 if multimask else 0
         count = decoder.num_mask_tokens - 1 if multimask else 1
@@ -235,7 +296,7 @@ class GridDecoder:
         return DecodedPrompts(iou, queries[:, chosen], query_pe[:, chosen], first, keys, image)
 
     def _first_block(
-        self, layer: torch.nn.Module, image: SharedImage, query_pe: Tensor
+        self, layer: torch.nn.Module, image: SharedImage, query_pe: Tensor, workspace: Workspace
     ) -> tuple[Tensor, Tensor]:
         """The first two-way block, with the image side shared by all prompts."""
         queries = query_pe
@@ -264,40 +325,57 @@ class GridDecoder:
         attn = attn.transpose(0, 1).flatten(1, 2)  # (P, H*T, N)
         values = torch.addmm(folded.ov_bias, queries.flatten(0, 1), folded.ov)
         values = values.view(batch, tokens, heads, -1).transpose(1, 2).flatten(1, 2)
-        keys = layer.norm4(torch.baddbmm(image.keys, attn.transpose(1, 2), values))
-        return queries, keys
+        keys = workspace.take("keys", (batch, *image.keys.shape), image.keys)
+        torch.baddbmm(image.keys, attn.transpose(1, 2), values, out=keys)
+        return queries, _layer_norm_(keys, layer.norm4)
 
     @torch.inference_mode()
     def masks(
-        self, decoded: DecodedPrompts, index: Tensor, extent: tuple[int, int] | None = None
+        self,
+        decoded: DecodedPrompts,
+        index: Tensor,
+        extent: tuple[int, int] | None = None,
+        *,
+        workspace: Workspace | None = None,
     ) -> Tensor:
         """Low-res mask logits ``(K, C, 4h, 4w)`` of the prompts ``index`` ``(K,)``.
 
         The mask head works token by token, so with ``extent`` ``(rows, cols)`` it runs only for
         the tokens under that top-left part of the logits and leaves zeros elsewhere (for
         callers that read no further, like the upscaling of an image padded bottom-right).
+        Its image-token-sized tensors go to ``workspace`` (beside ``decoded``'s own) when given.
         """
+        workspace = Workspace() if workspace is None else workspace
         decoder = self.decoder
         up1, norm, act1, up2, act2 = decoder.output_upscaling
         h, w = decoded.image.grid
         rows, cols = (h, w) if extent is None else (-(-extent[0] // 4), -(-extent[1] // 4))
         rows, cols = min(rows, h), min(cols, w)
-        keys = decoded.keys[index]  # (K, N, D)
-        count = keys.shape[0]
+        count, dim = index.shape[0], decoded.keys.shape[-1]
+        keys = torch.index_select(  # (K, N, D)
+            decoded.keys,
+            0,
+            index,
+            out=workspace.take("head_keys", (count, h * w, dim), decoded.keys),
+        )
         # the final attention for the chosen mask tokens (over all image tokens)
         queries = decoded.mask_queries[index]
         q = queries + decoded.mask_query_pe[index]
         out = _token_to_image(decoded.image.final, q, keys, pe=decoded.image.pe)
         mask_tokens = self.transformer.norm_final_attn(queries + out)
         if (rows, cols) != (h, w):
-            keys = keys.view(count, h, w, -1)[:, :rows, :cols].reshape(count, rows * cols, -1)
+            cropped = workspace.take("head_crop", (count, rows, cols, dim), keys)
+            keys = cropped.copy_(keys.view(count, h, w, dim)[:, :rows, :cols])
         # ConvTranspose2d(k=2, s=2) as a matrix product: (in) -> (2, 2, out) per token
         c1, c2 = up1.out_channels, up2.out_channels
+        tokens = count * rows * cols
         w1 = up1.weight.permute(0, 2, 3, 1).flatten(1)  # (in, 2*2*c1)
-        y = torch.addmm(up1.bias.repeat(4), keys.flatten(0, 1), w1).view(count, -1, 4, c1)
-        y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
+        y = workspace.take("head_up1", (tokens, 4 * c1), keys)
+        torch.addmm(up1.bias.repeat(4), keys.reshape(tokens, dim), w1, out=y)
+        y = _activate_(_layer_norm_(y.view(tokens * 4, c1), norm), act1)
         w2 = up2.weight.permute(0, 2, 3, 1).flatten(1)  # (c1, 2*2*c2)
-        y = act2(torch.addmm(up2.bias.repeat(4), y.view(-1, c1), w2))  # (K*N*4, 4*c2)
+        y2 = workspace.take("head_up2", (tokens * 4, 4 * c2), y)
+        y = _activate_(torch.addmm(up2.bias.repeat(4), y, w2, out=y2), act2)  # (K*N*4, 4*c2)
         mlps = decoder.output_hypernetworks_mlps[decoded.first_token :]
         hyper = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps[: mask_tokens.shape[1]])], dim=2
