@@ -85,11 +85,11 @@ def decode_prompts(
 
 
 def weights_version(model: Sam) -> tuple[int, ...]:
-    """Changes whenever a prompt encoder or mask decoder weight is replaced or changed in
-    place (identities and version counters): what invalidates decoder inputs kept per image."""
+    """Changes whenever a prompt encoder or mask decoder weight changes in place or gets new
+    storage (version counters, data pointers): what invalidates decoder inputs kept per image."""
     tensors = [*model.prompt_encoder.parameters(), *model.prompt_encoder.buffers()]
     tensors += [*model.mask_decoder.parameters()]
-    return tuple(v for t in tensors for v in (id(t), t._version))
+    return tuple(v for t in tensors for v in (t.data_ptr(), t._version))
 
 
 def grid_decoder(model: Sam) -> GridDecoder | None:
