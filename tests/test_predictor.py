@@ -4,6 +4,7 @@ interactive sessions, and clear errors."""
 from __future__ import annotations
 
 import copy
+import pickle
 import threading
 
 import numpy as np
@@ -259,6 +260,11 @@ def test_embedding_keeps_derived_values_per_owner_and_version(embedding):
     assert embedding.derived(second, 0, make) == 2  # per owner
     assert embedding.derived(first, 1, make) == 3  # a new version replaces it
     assert embedding.derived(first, 1, make) == 3
+    for twin in (pickle.loads(pickle.dumps(embedding)), copy.deepcopy(embedding)):
+        torch.testing.assert_close(twin.features, embedding.features, atol=0, rtol=0)
+        assert twin.original_size == embedding.original_size
+        made = len(calls)
+        assert twin.derived(first, 1, make) == made + 1  # not carried over: made again
 
 
 def _plain_decode(model, embedding, **prompts):

@@ -50,6 +50,13 @@ class Embedding:
             self._derived[owner] = kept
         return kept[1]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the derived values (they are recomputed on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_derived"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _derived=weakref.WeakKeyDictionary())
+
     @property
     def height(self) -> int:
         return self.original_size[0]
