@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from segment_anything.utils import amg as official
 
 from segany import masks
-from segany.modeling.sam import upscale_logits
+from segany.modeling.sam import upscale_logits, upscale_to_masks
 from segany.utils import amg as dropin
 
 # pycocotools' own decode trips a numpy 2 deprecation warning
@@ -190,3 +190,35 @@ def test_upscale_footprint_bounds_the_upscaled_logits(low_res, img_size, input_s
     scrambled[:, :rows, :cols] = logits[:, :rows, :cols]
     rescaled = upscale_logits(scrambled[:, None], img_size, input_size, original_size)[:, 0]
     assert torch.equal(rescaled, up)
+
+
+@pytest.mark.parametrize(
+    "low_res, img_size, input_size, original_size",
+    [
+        (256, 1024, (683, 1024), (1200, 1800)),  # landscape photo, upscaled
+        (256, 1024, (1024, 439), (1500, 643)),  # portrait
+        (64, 256, (43, 256), (64, 380)),  # a thin strip
+        (256, 1024, (1024, 1024), (3000, 3000)),  # bands cover many output rows
+        (16, 64, (64, 64), (64, 64)),  # no resize
+        (64, 250, (250, 167), (300, 200)),  # img_size not a multiple: the plain path
+    ],
+)
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
+def test_upscale_to_masks_is_the_thresholded_upscale(
+    low_res, img_size, input_size, original_size, threshold
+):
+    g = torch.Generator().manual_seed(low_res + input_size[0])
+    smooth = torch.nn.functional.interpolate(
+        torch.randn(2, 3, low_res // 8, low_res // 8, generator=g) * 4, (low_res, low_res)
+    )
+    logits = smooth + torch.randn(2, 3, low_res, low_res, generator=g)
+    up = upscale_logits(logits, img_size, input_size, original_size)
+    with torch.inference_mode():
+        fused = upscale_to_masks(logits, img_size, input_size, original_size, threshold)
+    assert fused.shape == up.shape and fused.dtype == torch.bool
+    different = fused != (up > threshold)
+    assert bool(((up[different] - threshold).abs() < 1e-5).all())  # rounding at the threshold
+    assert different.float().mean() < 1e-5
+    # the cached weights made under inference mode serve calls outside it too
+    again = upscale_to_masks(logits, img_size, input_size, original_size, threshold)
+    assert torch.equal(again, fused)

@@ -3,6 +3,8 @@ interactive sessions, and clear errors."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 
 import numpy as np
@@ -11,6 +13,8 @@ import torch
 
 from conftest import random_image
 from segany import Embedding, InteractiveSession, Predictor, SamPredictor, mask_to_logits
+from segany.predictor import decode_prompts
+from segany.prompts import build_prompt_batch
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +242,57 @@ def test_drop_in_errors(small_model, image):
     assert masks.shape == (3, 300, 400)
     p.reset_image()
     assert not p.is_image_set and p.features is None
+
+
+def test_embedding_keeps_derived_values_per_owner_and_version(embedding):
+    calls = []
+
+    class Owner:
+        pass
+
+    def make():
+        calls.append(1)
+        return len(calls)
+
+    first, second = Owner(), Owner()
+    assert embedding.derived(first, 0, make) == 1
+    assert embedding.derived(first, 0, make) == 1  # kept
+    assert embedding.derived(second, 0, make) == 2  # per owner
+    assert embedding.derived(first, 1, make) == 3  # a new version replaces it
+    assert embedding.derived(first, 1, make) == 3
+    for twin in (pickle.loads(pickle.dumps(embedding)), copy.deepcopy(embedding)):
+        torch.testing.assert_close(twin.features, embedding.features, atol=0, rtol=0)
+        assert twin.original_size == embedding.original_size
+        made = len(calls)
+        assert twin.derived(first, 1, make) == made + 1  # not carried over: made again
+
+
+def _plain_decode(model, embedding, **prompts):
+    """Masks, IoU and low-res logits through :meth:`Sam.decode` (no shared image inputs)."""
+    batch = build_prompt_batch(
+        **prompts,
+        original_size=embedding.original_size,
+        img_size=embedding.img_size,
+        low_res=4 * embedding.features.shape[-1],
+        device=model.device,
+    )
+    with torch.inference_mode():
+        return decode_prompts(model, None, embedding, batch, True, False)
+
+
+def test_shared_decoder_inputs_follow_decoder_weight_changes(small_model, image):
+    model = copy.deepcopy(small_model)
+    predictor = Predictor(model)
+    embedding = predictor.embed(image)
+    prompts = dict(points=[[120, 80]], labels=[1], boxes=None, mask_input=None)
+    for step in range(2):
+        if step:  # change weights the shared inputs were computed from, in place
+            with torch.no_grad():
+                layer = model.mask_decoder.transformer.layers[0]
+                layer.cross_attn_image_to_token.q_proj.weight.mul_(1.5)
+                model.prompt_encoder.no_mask_embed.weight.add_(0.5)
+        got = predictor.predict(embedding, points=prompts["points"], labels=prompts["labels"])
+        masks, iou, low = _plain_decode(model, embedding, **prompts)
+        np.testing.assert_allclose(got.low_res_logits, low.numpy(), atol=1e-4)
+        np.testing.assert_allclose(got.scores, iou.numpy(), atol=1e-4)
+        assert (got.masks != masks.numpy()).mean() < 1e-3

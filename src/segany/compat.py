@@ -13,7 +13,7 @@ from .checkpoints import load_checkpoint
 from .config import get_config
 from .embedding import Embedding, check_image, encoder_id
 from .modeling.sam import Sam, build_model
-from .predictor import decode_prompts
+from .predictor import decode_prompts, grid_decoder
 from .prompts import PromptBatch, build_prompt_batch
 from .transforms import ResizeLongestSide
 
@@ -54,6 +54,7 @@ class SamPredictor:
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self._encoder_id = encoder_id(sam_model)
+        self._grid = grid_decoder(sam_model)
         self.reset_image()
 
     @property
@@ -66,6 +67,7 @@ class SamPredictor:
         self.features: torch.Tensor | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
+        self._current: Embedding | None = None  # kept between predicts: it caches decoder inputs
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Embed an ``(H, W, 3)`` uint8 image given as ``RGB`` or ``BGR``."""
@@ -99,13 +101,21 @@ class SamPredictor:
     def _embedding(self) -> Embedding:
         if not self.is_image_set or self.features is None:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
-        return Embedding(
-            self.features,
-            self.original_size,
-            self.input_size,  # type: ignore[arg-type]
-            self.model.image_encoder.img_size,
-            self._encoder_id,
-        )
+        current = self._current
+        if (
+            current is None
+            or current.features is not self.features
+            or (current.original_size, current.input_size) != (self.original_size, self.input_size)
+        ):
+            current = Embedding(
+                self.features,
+                self.original_size,
+                self.input_size,  # type: ignore[arg-type]
+                self.model.image_encoder.img_size,
+                self._encoder_id,
+            )
+            self._current = current
+        return current
 
     @torch.inference_mode()
     def predict(
@@ -147,7 +157,7 @@ class SamPredictor:
             require_inside=False,
         )
         masks, iou, low_res = decode_prompts(
-            self.model, embedding, prompts, multimask_output, return_logits
+            self.model, self._grid, embedding, prompts, multimask_output, return_logits
         )
         return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
@@ -170,7 +180,9 @@ class SamPredictor:
         if point_coords is None and boxes is None and mask_input is None:
             raise ValueError("empty prompt: give point_coords, boxes or mask_input")
         prompts = PromptBatch(point_coords, point_labels, boxes, mask_input)
-        return decode_prompts(self.model, embedding, prompts, multimask_output, return_logits)
+        return decode_prompts(
+            self.model, self._grid, embedding, prompts, multimask_output, return_logits
+        )
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current image's embedding, ``(1, D, h, w)``."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +18,8 @@ from safetensors.torch import save_file
 
 from .modeling.sam import Sam
 from .transforms import resize_image
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,26 @@ class Embedding:
     input_size: tuple[int, int]
     img_size: int
     encoder_id: str = ""
+    _derived: weakref.WeakKeyDictionary[Any, tuple[Hashable, Any]] = field(
+        default_factory=weakref.WeakKeyDictionary, init=False, repr=False, compare=False
+    )
+
+    def derived(self, owner: object, version: Hashable, make: Callable[[], T]) -> T:
+        """What ``owner`` computes from this embedding with ``make`` (like a decoder's inputs
+        shared by all prompts), computed once and kept with the embedding while ``owner``
+        lives and ``version`` stays equal. Never saved."""
+        kept = self._derived.get(owner)
+        if kept is None or kept[0] != version:
+            kept = (version, make())
+            self._derived[owner] = kept
+        return kept[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the derived values (they are recomputed on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_derived"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _derived=weakref.WeakKeyDictionary())
 
     @property
     def height(self) -> int:

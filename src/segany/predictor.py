@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from .embedding import Embedding, encoder_id, prepare_image
-from .modeling.sam import Sam
+from .grid_decoder import GridDecoder
+from .modeling.sam import Sam, upscale_to_masks
 from .prompts import PromptBatch, build_prompt_batch
 
 
@@ -41,24 +42,59 @@ class Prediction:
 
 def decode_prompts(
     model: Sam,
+    grid: GridDecoder | None,
     embedding: Embedding,
     prompts: PromptBatch,
     multimask_output: bool,
     return_logits: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the prompt encoder and decoder and upscale: ``(K, C, H, W)`` masks (bool or logits),
-    ``(K, C)`` IoU, ``(K, C, 4h, 4w)`` low-res logits. The one decode path of every predictor."""
-    low_res, iou = model.decode(
-        embedding.features,
-        points=prompts.point_pair,
-        boxes=prompts.boxes,
-        mask_input=prompts.mask_input,
-        multimask_output=multimask_output,
-    )
-    masks = model.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
-    if not return_logits:
-        masks = masks > model.mask_threshold
+    ``(K, C)`` IoU, ``(K, C, 4h, 4w)`` low-res logits. The one decode path of every predictor.
+
+    Without a mask input every prompt set sees the same image tokens, so ``grid`` (the model's
+    :class:`GridDecoder`, if given) decodes against inputs computed once per embedding and
+    kept with it; a mask input changes the image tokens and goes through :meth:`Sam.decode`.
+    """
+    if grid is not None and prompts.mask_input is None:
+        sparse, _ = model.prompt_encoder(points=prompts.point_pair, boxes=prompts.boxes, masks=None)
+        shared = embedding.derived(
+            grid, weights_version(model), lambda: grid.image(embedding.features)
+        )
+        decoded = grid.decode(shared, sparse, multimask=multimask_output)
+        low_res = grid.masks(decoded, torch.arange(len(decoded), device=sparse.device))
+        iou = decoded.iou
+    else:
+        low_res, iou = model.decode(
+            embedding.features,
+            points=prompts.point_pair,
+            boxes=prompts.boxes,
+            mask_input=prompts.mask_input,
+            multimask_output=multimask_output,
+        )
+    if return_logits:
+        masks = model.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+    else:
+        masks = upscale_to_masks(
+            low_res,
+            model.img_size,
+            embedding.input_size,
+            embedding.original_size,
+            model.mask_threshold,
+        )
     return masks, iou, low_res
+
+
+def weights_version(model: Sam) -> tuple[int, ...]:
+    """Changes whenever a prompt encoder or mask decoder weight changes in place or gets new
+    storage (version counters, data pointers): what invalidates decoder inputs kept per image."""
+    tensors = [*model.prompt_encoder.parameters(), *model.prompt_encoder.buffers()]
+    tensors += [*model.mask_decoder.parameters()]
+    return tuple(v for t in tensors for v in (t.data_ptr(), t._version))
+
+
+def grid_decoder(model: Sam) -> GridDecoder | None:
+    """The model's :class:`GridDecoder`, or ``None`` for a decoder it cannot rearrange."""
+    return GridDecoder(model) if model.mask_decoder.transformer.depth >= 1 else None
 
 
 class Predictor:
@@ -67,6 +103,7 @@ class Predictor:
     def __init__(self, model: Sam) -> None:
         self.model = model.eval()
         self._encoder_id = encoder_id(model)
+        self._grid = grid_decoder(model)
 
     @property
     def device(self) -> torch.device:
@@ -149,7 +186,7 @@ class Predictor:
             device=self.device,
         )
         masks, iou, low_res = decode_prompts(
-            self.model, embedding, prompts, multimask, return_logits
+            self.model, self._grid, embedding, prompts, multimask, return_logits
         )
         return Prediction(
             masks=masks.cpu().numpy(),

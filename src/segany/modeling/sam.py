@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,68 @@ def _rows_needed(size: Any, factor: int, limit: int) -> Any:
     if isinstance(size, torch.Tensor):
         return torch.clamp(size // factor + 2, max=limit)
     return min(size // factor + 2, limit)
+
+
+def upscale_to_masks(
+    low_res: torch.Tensor,
+    img_size: int,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    threshold: float,
+) -> torch.Tensor:
+    """Boolean masks ``(B, C, H, W)``: ``upscale_logits(...) > threshold`` up to float rounding
+    (pixels whose logit is within rounding of the threshold may differ), without the float
+    logits at full size.
+
+    Both bilinear resizes are linear and separable. Columns are resized on the few low-res rows
+    that reach the crop (two 1-D resizes, cheap); rows are then a banded matrix product, done
+    per band of output rows and thresholded at once, while the band is in the cache.
+    """
+    side = low_res.shape[-1]
+    factor = img_size // side
+    if low_res.shape[-2] != side or factor * side != img_size:
+        return upscale_logits(low_res, img_size, input_size, original_size) > threshold
+    (in_h, in_w), (height, width) = input_size, original_size
+    rows, cols = _rows_needed(in_h, factor, side), _rows_needed(in_w, factor, side)
+    batch, channels = low_res.shape[:2]
+    count = batch * channels
+    x = low_res[..., :rows, :cols].reshape(1, count * rows, cols)
+    x = _resize_last_axis(x, factor, in_w, width).view(count, rows, width)
+    masks = torch.empty(batch, channels, height, width, dtype=torch.bool, device=low_res.device)
+    out = masks.view(count, height, width)
+    for y0, y1, a0, a1, weight in _row_bands(rows, factor, in_h, height, x.device, x.dtype):
+        torch.gt(torch.matmul(weight, x[:, a0:a1]), threshold, out=out[:, y0:y1])
+    return masks
+
+
+def _resize_last_axis(x: torch.Tensor, factor: int, crop: int, size: int) -> torch.Tensor:
+    """``(1, N, L)`` -> ``(1, N, size)``: linear resize by ``factor``, keep the first ``crop``,
+    linear resize to ``size`` (one axis of :func:`upscale_logits`)."""
+    x = F.interpolate(x, x.shape[-1] * factor, mode="linear", align_corners=False)
+    return F.interpolate(x[..., :crop], size, mode="linear", align_corners=False)
+
+
+_BAND = 64  # output rows per band in upscale_to_masks
+
+
+@functools.lru_cache(maxsize=16)
+def _row_bands(
+    rows: int, factor: int, crop: int, size: int, device: torch.device, dtype: torch.dtype
+) -> list[tuple[int, int, int, int, torch.Tensor]]:
+    """The row resize of :func:`upscale_to_masks` as bands ``(y0, y1, a0, a1, weight)``: output
+    rows ``y0:y1`` are ``weight`` ``(y1 - y0, a1 - a0)`` times low-res rows ``a0:a1``."""
+    bands = []
+    with torch.inference_mode(False), torch.no_grad():  # cached: plain tensors, in any mode
+        # resized in the working dtype, so the weights are those the bilinear kernel computes
+        eye = torch.eye(rows, dtype=dtype, device=device)[None]
+        matrix = _resize_last_axis(eye, factor, crop, size)[0].T  # (size, rows)
+        used = matrix != 0
+        for y0 in range(0, size, _BAND):
+            y1 = min(y0 + _BAND, size)
+            columns = used[y0:y1].any(dim=0).nonzero()[:, 0]
+            a0, a1 = int(columns[0]), int(columns[-1]) + 1
+            bands.append((y0, y1, a0, a1, matrix[y0:y1, a0:a1].contiguous()))
+    return bands
 
 
 def normalize_and_pad(
