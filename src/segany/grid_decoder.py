@@ -26,6 +26,7 @@ from the previous batch (layer norms and activations in place), so no fresh page
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -193,6 +194,12 @@ def _activate_(x: Tensor, activation: torch.nn.Module) -> Tensor:
     return activation(x)
 
 
+def tensors_version(tensors: Iterable[Tensor]) -> tuple[int, ...]:
+    """A key that changes whenever one of ``tensors`` changes in place or gets new storage
+    (version counters and data pointers): what invalidates values computed from weights."""
+    return tuple(v for t in tensors for v in (t.data_ptr(), t._version))
+
+
 def _heads(x: Tensor, heads: int) -> Tensor:
     """``(..., H*d) -> (..., H, d)``."""
     return x.unflatten(-1, (heads, -1))
@@ -218,7 +225,7 @@ class GridDecoder:
     def _folded_weights(self) -> _Folded:
         """The folded attention weights, recomputed only when a parameter changed in place
         (tracked by tensor versions) or was replaced."""
-        key = tuple(v for p in self.transformer.parameters() for v in (id(p), p._version))
+        key = tensors_version(self.transformer.parameters())
         if self._folded is None or self._folded[0] != key:
             layers = self.transformer.layers
             folded = _Folded(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .embedding import Embedding, encoder_id, prepare_image
-from .grid_decoder import GridDecoder
+from .grid_decoder import GridDecoder, tensors_version
 from .modeling.sam import Sam, upscale_to_masks
 from .prompts import PromptBatch, build_prompt_batch
 
@@ -88,8 +88,7 @@ def weights_version(model: Sam) -> tuple[int, ...]:
     """Changes whenever a prompt encoder or mask decoder weight changes in place or gets new
     storage (version counters, data pointers): what invalidates decoder inputs kept per image."""
     tensors = [*model.prompt_encoder.parameters(), *model.prompt_encoder.buffers()]
-    tensors += [*model.mask_decoder.parameters()]
-    return tuple(v for t in tensors for v in (t.data_ptr(), t._version))
+    return tensors_version([*tensors, *model.mask_decoder.parameters()])
 
 
 def grid_decoder(model: Sam) -> GridDecoder | None:
