@@ -79,6 +79,7 @@ bench: $(VENV)/.installed-dev
 	for script in bench_encoder bench_predictor bench_automatic bench_onnx; do \
 		echo "== $$script"; flock $(BENCH_LOCK) $(PY) benchmarks/$$script.py || exit 1; done
 	flock $(BENCH_LOCK) $(PY) benchmarks/bench_encoder.py --model vit_h --modes fp32,bf16 --repeats 2
+	flock $(BENCH_LOCK) $(PY) benchmarks/bench_floor.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache src/*.egg-info web/node_modules \
