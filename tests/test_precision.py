@@ -126,22 +126,26 @@ def compile_available() -> bool:
 
 
 @pytest.mark.skipif(not compile_available(), reason="torch.compile needs a C++ compiler here")
-def test_compiled_encoder_does_not_recompile_for_another_image(monkeypatch):
+@pytest.mark.parametrize("bias_in_blocks", [False, True])
+def test_compiled_encoder_does_not_recompile_for_another_image(monkeypatch, bias_in_blocks):
     import torch._dynamo
 
     from micro import MICRO
+    from segany.modeling import image_encoder
 
+    if bias_in_blocks:  # as a full-size global block: the bias in blocks of query rows
+        monkeypatch.setattr(image_encoder, "BIAS_CHUNK_ELEMENTS", 256)
     torch._dynamo.reset()
     model = build_model(MICRO)
     model.load_state_dict(random_state_dict(model.state_dict(), seed=0))
     eager = Predictor(copy.deepcopy(model))
     compiled = Predictor(optimize(model, "fp32", compile=True))
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    for height, width in ((40, 64), (64, 30)):  # different sizes, one padded encoder input
-        image = random_image(height, width, seed=height)
-        torch.testing.assert_close(
-            compiled.embed(image).features, eager.embed(image).features, atol=1e-4, rtol=1e-4
-        )
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for height, width in ((40, 64), (64, 30)):  # different sizes, one padded encoder input
+            image = random_image(height, width, seed=height)
+            torch.testing.assert_close(
+                compiled.embed(image).features, eager.embed(image).features, atol=1e-4, rtol=1e-4
+            )
     torch._dynamo.reset()
 
 

@@ -340,12 +340,13 @@ class GridDecoder:
     def masks(
         self,
         decoded: DecodedPrompts,
-        index: Tensor,
+        index: Tensor | None = None,
         extent: tuple[int, int] | None = None,
         *,
         workspace: Workspace | None = None,
     ) -> Tensor:
-        """Low-res mask logits ``(K, C, 4h, 4w)`` of the prompts ``index`` ``(K,)``.
+        """Low-res mask logits ``(K, C, 4h, 4w)`` of the prompts ``index`` ``(K,)`` (all of
+        ``decoded``'s, in order, when ``None``: their image tokens are then used in place).
 
         The mask head works token by token, so with ``extent`` ``(rows, cols)`` it runs only for
         the tokens under that top-left part of the logits and leaves zeros elsewhere (for
@@ -358,16 +359,17 @@ class GridDecoder:
         h, w = decoded.image.grid
         rows, cols = (h, w) if extent is None else (-(-extent[0] // 4), -(-extent[1] // 4))
         rows, cols = min(rows, h), min(cols, w)
-        count, dim = index.shape[0], decoded.keys.shape[-1]
-        keys = torch.index_select(  # (K, N, D)
-            decoded.keys,
-            0,
-            index,
-            out=workspace.take("head_keys", (count, h * w, dim), decoded.keys),
-        )
+        dim = decoded.keys.shape[-1]
+        if index is None:
+            count, keys = len(decoded), decoded.keys
+            queries, query_pe = decoded.mask_queries, decoded.mask_query_pe
+        else:
+            count = index.shape[0]
+            head_keys = workspace.take("head_keys", (count, h * w, dim), decoded.keys)
+            keys = torch.index_select(decoded.keys, 0, index, out=head_keys)  # (K, N, D)
+            queries, query_pe = decoded.mask_queries[index], decoded.mask_query_pe[index]
         # the final attention for the chosen mask tokens (over all image tokens)
-        queries = decoded.mask_queries[index]
-        q = queries + decoded.mask_query_pe[index]
+        q = queries + query_pe
         out = _token_to_image(decoded.image.final, q, keys, pe=decoded.image.pe)
         mask_tokens = self.transformer.norm_final_attn(queries + out)
         if (rows, cols) != (h, w):

@@ -61,7 +61,7 @@ def decode_prompts(
             grid, weights_version(model), lambda: grid.image(embedding.features)
         )
         decoded = grid.decode(shared, sparse, multimask=multimask_output)
-        low_res = grid.masks(decoded, torch.arange(len(decoded), device=sparse.device))
+        low_res = grid.masks(decoded)
         iou = decoded.iou
     else:
         low_res, iou = model.decode(

@@ -66,7 +66,8 @@ def select_single_mask(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The official ``return_single_mask`` rule without control flow: with more than 2 points
     (padding included) token 0, else the best of tokens 1..; ``(B, T, h, w)``, ``(B, T)``,
-    ``(B, 1)`` -> ``(B, 1, h, w)``, ``(B, 1)``."""
+    ``(B, 1)`` -> ``(B, 1, h, w)``, ``(B, 1)``. ``masks`` may be any per-token
+    ``(B, T, a, b)`` tensor (the tokens' hypernetwork weights, say)."""
     bias = torch.zeros(scores.shape[1], dtype=scores.dtype, device=scores.device)
     bias[0] = SINGLE_MASK_BIAS
     best = torch.argmax(scores + (num_points - 2.5) * bias, dim=1, keepdim=True)  # (B, 1)
@@ -122,18 +123,25 @@ class OnnxDecoder(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         """Masks, scores and low-res logits (plus stability and areas with extra metrics)."""
         prompt_encoder = self.model.prompt_encoder
+        decoder = self.model.mask_decoder
         sparse = prompt_encoder.embed_labelled_points(point_coords, point_labels)
-        low_res, scores = self.model.mask_decoder.predict_masks(
+        src_tokens, hyper_in, scores, size = decoder.decode_tokens(
             image_embeddings=image_embeddings,
             image_pe=prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=self.embed_mask(mask_input, has_mask_input),
         )
-        if self.use_stability_score:
-            scores = stability_score(low_res, self.mask_threshold, STABILITY_OFFSET)
-        if self.return_single_mask:
-            num_points = torch.ones_like(point_labels).sum(dim=1, keepdim=True)
-            low_res, scores = select_single_mask(low_res, scores, num_points)
+        num_points = torch.ones_like(point_labels).sum(dim=1, keepdim=True)
+        if self.return_single_mask and not self.use_stability_score:
+            # the selection needs only the predicted IoU: project the chosen mask alone
+            chosen, scores = select_single_mask(hyper_in[:, :, None], scores, num_points)
+            low_res = decoder.upscale_and_project(src_tokens, chosen[:, :, 0], size)
+        else:
+            low_res = decoder.upscale_and_project(src_tokens, hyper_in, size)
+            if self.use_stability_score:
+                scores = stability_score(low_res, self.mask_threshold, STABILITY_OFFSET)
+            if self.return_single_mask:
+                low_res, scores = select_single_mask(low_res, scores, num_points)
         masks = self.upscale(low_res, orig_im_size)
         if not self.return_extra_metrics:
             return masks, scores, low_res

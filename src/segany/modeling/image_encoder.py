@@ -98,19 +98,21 @@ def rel_pos_attention(
     rel_pos_w: torch.Tensor,
     size: tuple[int, int],
     scale: float,
-    chunk_elements: int = BIAS_CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
 ) -> torch.Tensor:
     """``softmax(scale * q k^T + bias) v`` with the decomposed relative-position bias, through
     ``scaled_dot_product_attention``.
 
     ``q``/``k``/``v`` are ``(B, heads, H*W, C)``; returns ``(B, H*W, heads * C)``. Queries go
-    in blocks of whole grid rows so that at most ``chunk_elements`` of bias exist at once;
+    in blocks of whole grid rows so that at most ``chunk_elements`` (default
+    :data:`BIAS_CHUNK_ELEMENTS`) of bias exist at once;
     without autograd the blocks share one buffer.
     """
     b, heads, tokens, c = q.shape
     h, w = size
     rel_h, rel_w = decomposed_rel_pos_terms(q, rel_pos_h, rel_pos_w, size)
     per_row = b * heads * w * tokens
+    chunk_elements = BIAS_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
     rows = max(
         (d for d in range(1, h + 1) if h % d == 0 and d * per_row <= chunk_elements), default=1
     )
@@ -119,6 +121,7 @@ def rel_pos_attention(
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
         return out.transpose(1, 2).flatten(2)
     reuse = not (torch.is_grad_enabled() and (q.requires_grad or rel_pos_h.requires_grad))
+    reuse = reuse and not torch.compiler.is_compiling()  # dynamo cannot trace the views
     buffer = q.new_empty(rows * per_row) if reuse else None
     out = q.new_empty(b, tokens, heads * c) if reuse else None
     pieces = []

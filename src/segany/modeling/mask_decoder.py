@@ -59,12 +59,14 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Masks ``(B, C, 4h, 4w)`` logits and IoU ``(B, C)``; C = 3 with ``multimask_output``
-        (tokens 1..3), else 1 (token 0). See :meth:`predict_masks` for the inputs."""
-        masks, iou_pred = self.predict_masks(
+        (tokens 1..3), else 1 (token 0). See :meth:`predict_masks` for the inputs. Only the
+        returned masks are projected."""
+        selected = output_slice(multimask_output)
+        src_tokens, hyper_in, iou_pred, size = self.decode_tokens(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
-        selected = output_slice(multimask_output)
-        return masks[:, selected], iou_pred[:, selected]
+        masks = self.upscale_and_project(src_tokens, hyper_in[:, selected], size)
+        return masks, iou_pred[:, selected]
 
     def predict_masks(
         self,
@@ -73,7 +75,24 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All mask tokens: ``(B, 4, 4h, 4w)`` logits and ``(B, 4)`` IoU.
+        """All mask tokens: ``(B, 4, 4h, 4w)`` logits and ``(B, 4)`` IoU (inputs as in
+        :meth:`decode_tokens`)."""
+        src_tokens, hyper_in, iou_pred, size = self.decode_tokens(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        return self.upscale_and_project(src_tokens, hyper_in, size), iou_pred
+
+    def decode_tokens(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """The transformer and the heads, before any mask is projected: image tokens
+        ``(B, h*w, D)``, hypernetwork weights ``(B, 4, D/8)`` and IoU ``(B, 4)`` of every mask
+        token, and the grid ``(h, w)``; masks come from :meth:`upscale_and_project` for the
+        tokens wanted.
 
         ``image_embeddings`` ``(1 or B, D, h, w)`` (one image shared by all prompt sets, or one
         per prompt set), ``image_pe`` ``(1, D, h, w)``, ``sparse_prompt_embeddings``
@@ -99,8 +118,7 @@ class MaskDecoder(nn.Module):
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )  # (B, 4, D/8)
-        masks = self.upscale_and_project(src_tokens, hyper_in, (h, w))
-        return masks, self.iou_prediction_head(iou_token_out)
+        return src_tokens, hyper_in, self.iou_prediction_head(iou_token_out), (h, w)
 
     def upscale_and_project(
         self, src_tokens: torch.Tensor, hyper_in: torch.Tensor, size: tuple[int, int]
