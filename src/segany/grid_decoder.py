@@ -6,6 +6,8 @@ Three rearrangements, all exact in real arithmetic:
 
 1. Before the first image->token attention every prompt sees the same image tokens, so the
    first block's image-side projections are computed once per image, not once per prompt.
+   A mask input (a refinement click's previous logits) changes them by c-wide products only
+   (c = 16 channels before the mask embedding's last, 1x1, convolution; see ``MaskFold``).
 2. Attention between 4096 image tokens and a handful of prompt tokens never projects the image
    tokens: per head, the projections are folded into the small token side (logits
    ``x.(W_q^T W_k).y`` with the product of the two weights precomputed; values and output
@@ -243,7 +245,7 @@ def _heads(x: Tensor, heads: int) -> Tensor:
 
 
 class GridDecoder:
-    """Decode many prompts against a shared image embedding (no mask input).
+    """Decode many prompts against a shared image embedding (with or without mask inputs).
 
     Use :meth:`image` once per embedding, :meth:`decode` for batches of sparse prompt embeddings
     and :meth:`masks` for the prompts whose masks are wanted. Weights are read (and folded) at
