@@ -51,6 +51,30 @@ def test_grid_decoder_matches_mask_decoder(depth, multimask):
     assert part.shape == masks.shape and not part[..., 40:, :].any()
 
 
+@pytest.mark.parametrize("mask_batch", [1, 5])
+def test_grid_decoder_takes_mask_inputs(mask_batch):
+    """Previous low-res logits change the image side through the folded mask embedding: the
+    numbers of the plain decoder and the official one, one mask for all prompts or one each."""
+    ours, theirs = make_pair(SMALL, seed=8)
+    features, points, labels = _inputs(SMALL, 5, seed=8)
+    g = torch.Generator().manual_seed(9)
+    mask_input = torch.randn(mask_batch, 1, *ours.prompt_encoder.mask_input_size, generator=g)
+    with torch.inference_mode():
+        sparse, dense = theirs.prompt_encoder(points=(points, labels), boxes=None, masks=mask_input)
+        official_low_res, official_iou = theirs.mask_decoder(
+            features, theirs.prompt_encoder.get_dense_pe(), sparse, dense, True
+        )
+        decoder = GridDecoder(ours)
+        assert decoder.accepts_masks
+        image = decoder.image(features)
+        decoded = decoder.decode(image, sparse, mask_input=mask_input)
+        masks = decoder.masks(decoded)
+        plain = decoder.decode(image, sparse)
+    torch.testing.assert_close(decoded.iou, official_iou, atol=ATOL, rtol=0)
+    torch.testing.assert_close(masks, official_low_res, atol=ATOL, rtol=0)
+    assert (decoded.iou - plain.iou).abs().max() > 1e-3  # the mask input did change things
+
+
 def test_grid_decoder_decodes_in_chunks_alike(small_model):
     """Chunks of prompts sharing one workspace (each batch overwrites the last one's buffers,
     the last batch smaller; the mask head in pieces) give the IoU and masks of one batch."""

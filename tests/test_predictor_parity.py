@@ -74,16 +74,15 @@ def test_predict_matches(predictors, case):
     assert_same_outputs(a.predict(**kwargs), b.predict(**kwargs))
 
 
-def test_mask_input_from_previous_low_res_logits(predictors):
+@pytest.mark.parametrize("with_points", [True, False])
+def test_mask_input_from_previous_low_res_logits(predictors, with_points):
     a, b, (h, w) = predictors
     first = dict(point_coords=np.array([[w * 0.4, h * 0.5]]), point_labels=np.array([1]))
     _, scores, logits = b.predict(**first)
-    second = dict(
-        point_coords=np.array([[w * 0.4, h * 0.5], [w * 0.6, h * 0.3]]),
-        point_labels=np.array([1, 1]),
-        mask_input=logits[np.argmax(scores)][None],
-        multimask_output=False,
-    )
+    second = dict(mask_input=logits[np.argmax(scores)][None], multimask_output=with_points)
+    if with_points:  # a refinement click; else the mask alone
+        second["point_coords"] = np.array([[w * 0.4, h * 0.5], [w * 0.6, h * 0.3]])
+        second["point_labels"] = np.array([1, 0])
     assert_same_outputs(a.predict(**second), b.predict(**second))
 
 

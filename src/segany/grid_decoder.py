@@ -6,6 +6,8 @@ Three rearrangements, all exact in real arithmetic:
 
 1. Before the first image->token attention every prompt sees the same image tokens, so the
    first block's image-side projections are computed once per image, not once per prompt.
+   A mask input (a refinement click's previous logits) changes them by c-wide products only
+   (c = 16 channels before the mask embedding's last, 1x1, convolution; see ``MaskFold``).
 2. Attention between 4096 image tokens and a handful of prompt tokens never projects the image
    tokens: per head, the projections are folded into the small token side (logits
    ``x.(W_q^T W_k).y`` with the product of the two weights precomputed; values and output
@@ -97,10 +99,34 @@ class FoldedAttention:
 
 
 @dataclass(frozen=True)
+class MaskFold:
+    """How a mask input changes the first block's image side, folded through the last (1x1)
+    convolution of the prompt encoder's mask embedding. With ``z`` ``(P, N, c)`` that
+    convolution's input, the image tokens change by ``z @ weight + bias`` ``(P, N, D)`` (the
+    mask embedding minus the no-mask embedding it replaces), and the first block's three
+    image-side projections (token->image keys and values, image->token queries, scaled) by
+    ``z @ projections + projection_bias`` ``(P, N, 3*H*d)``: c-wide products, not D-wide."""
+
+    weight: Tensor
+    bias: Tensor
+    projections: Tensor
+    projection_bias: Tensor
+
+    @staticmethod
+    def of(last: torch.nn.Conv2d, no_mask: Tensor, t2i: Attention, i2t: Attention) -> MaskFold:
+        weight = last.weight.flatten(1).T  # (c, D)
+        bias = (last.bias if last.bias is not None else 0) - no_mask.flatten()
+        scale = 1.0 / math.sqrt(i2t.internal_dim // i2t.num_heads)
+        stacked = torch.cat([t2i.k_proj.weight, t2i.v_proj.weight, i2t.q_proj.weight * scale])
+        return MaskFold(weight, bias, weight @ stacked.T, stacked @ bias)
+
+
+@dataclass(frozen=True)
 class _Folded:
     t2i: list[FoldedAttention]
     i2t: list[FoldedAttention]
     final: FoldedAttention
+    mask: MaskFold | None
 
 
 @dataclass(frozen=True)
@@ -122,7 +148,20 @@ class SharedImage:
     t2i: list[FoldedAttention]
     i2t: list[FoldedAttention]
     final: FoldedAttention
+    mask: MaskFold | None
     grid: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _ImageSide:
+    """The first block's image side for a batch of 1 (shared by all prompts) or P prompts:
+    ``keys`` ``(B, N, D)``, ``t2i_k``/``t2i_v``/``i2t_q`` ``(B, H, N, d)`` (see
+    :class:`SharedImage`)."""
+
+    keys: Tensor
+    t2i_k: Tensor
+    t2i_v: Tensor
+    i2t_q: Tensor
 
 
 @dataclass(frozen=True)
@@ -206,7 +245,7 @@ def _heads(x: Tensor, heads: int) -> Tensor:
 
 
 class GridDecoder:
-    """Decode many prompts against a shared image embedding (no mask input).
+    """Decode many prompts against a shared image embedding (with or without mask inputs).
 
     Use :meth:`image` once per embedding, :meth:`decode` for batches of sparse prompt embeddings
     and :meth:`masks` for the prompts whose masks are wanted. Weights are read (and folded) at
@@ -225,13 +264,29 @@ class GridDecoder:
     def _folded_weights(self) -> _Folded:
         """The folded attention weights, recomputed only when a parameter changed in place
         (tracked by tensor versions) or was replaced."""
-        key = tensors_version(self.transformer.parameters())
+        prompt_encoder = self.model.prompt_encoder
+        mask_embedding = [
+            *prompt_encoder.mask_downscaling.parameters(),
+            prompt_encoder.no_mask_embed.weight,
+        ]
+        key = tensors_version([*self.transformer.parameters(), *mask_embedding])
         if self._folded is None or self._folded[0] != key:
             layers = self.transformer.layers
+            last = self._last_mask_conv()
+            mask = None
+            if last is not None:
+                first = layers[0]
+                mask = MaskFold.of(
+                    last,
+                    prompt_encoder.no_mask_embed.weight,
+                    first.cross_attn_token_to_image,
+                    first.cross_attn_image_to_token,
+                )
             folded = _Folded(
                 t2i=[FoldedAttention.of(layer.cross_attn_token_to_image) for layer in layers],
                 i2t=[FoldedAttention.of(layer.cross_attn_image_to_token) for layer in layers],
                 final=FoldedAttention.of(self.transformer.final_attn_token_to_image),
+                mask=mask,
             )
             self._folded = (key, folded)
         return self._folded[1]
@@ -258,6 +313,7 @@ class GridDecoder:
             t2i=folded.t2i,
             i2t=folded.i2t,
             final=folded.final,
+            mask=folded.mask,
             grid=(features.shape[2], features.shape[3]),
         )
 
@@ -268,11 +324,14 @@ class GridDecoder:
         sparse: Tensor,
         multimask: bool = True,
         *,
+        mask_input: Tensor | None = None,
         workspace: Workspace | None = None,
     ) -> DecodedPrompts:
         """Run the two-way transformer and the IoU head for ``(P, T, D)`` sparse prompt
         embeddings (from the prompt encoder). ``multimask`` selects mask tokens 1..3, else 0.
-        With a ``workspace``, the result's image tokens live in it (valid until its next use)."""
+        ``mask_input`` ``(1 or P, 1, 4h, 4w)`` are previous low-res logits (needs
+        :attr:`accepts_masks`). With a ``workspace``, the result's image tokens live in it
+        (valid until its next use)."""
         decoder = self.decoder
         workspace = Workspace() if workspace is None else workspace
         batch = sparse.shape[0]
@@ -280,7 +339,8 @@ class GridDecoder:
         query_pe = torch.cat([output_tokens.expand(batch, -1, -1), sparse], dim=1)  # (P, T, D)
 
         layers = self.transformer.layers
-        queries, keys = self._first_block(layers[0], image, query_pe, workspace)
+        side = self._image_side(image, mask_input)
+        queries, keys = self._first_block(layers[0], side, image.i2t[0], query_pe, workspace)
         for i, layer in enumerate(layers[1:], start=1):
             keys_pe = torch.add(keys, image.pe, out=workspace.take("keys_pe", keys.shape, keys))
             q = queries + query_pe
@@ -302,38 +362,80 @@ class GridDecoder:
         chosen = slice(1 + first, 1 + first + count)
         return DecodedPrompts(iou, queries[:, chosen], query_pe[:, chosen], first, keys, image)
 
+    def _last_mask_conv(self) -> torch.nn.Conv2d | None:
+        """The mask embedding's last layer if it is a 1x1 convolution (as in every SAM)."""
+        last = self.model.prompt_encoder.mask_downscaling[-1]
+        is_1x1 = isinstance(last, torch.nn.Conv2d) and last.kernel_size == (1, 1)
+        return last if is_1x1 else None
+
+    @property
+    def accepts_masks(self) -> bool:
+        """Whether :meth:`decode` takes a ``mask_input`` (see :class:`MaskFold`)."""
+        return self._last_mask_conv() is not None
+
+    def _image_side(self, image: SharedImage, mask_input: Tensor | None) -> _ImageSide:
+        """The first block's image side: shared (batch 1), or changed by ``mask_input``
+        ``(B, 1, 4h, 4w)`` through :class:`MaskFold` (batch B)."""
+        shared = _ImageSide(
+            image.keys[None], image.t2i_k[None], image.t2i_v[None], image.i2t_q[None]
+        )
+        if mask_input is None:
+            return shared
+        fold = image.mask
+        if fold is None:
+            raise ValueError("this mask decoder's mask embedding cannot be folded")
+        z = self.model.prompt_encoder.mask_downscaling[:-1](mask_input)  # (B, c, h, w)
+        z = z.flatten(2).transpose(1, 2)  # (B, N, c)
+        heads = image.t2i_k.shape[0]
+        delta = torch.matmul(z, fold.projections).add_(fold.projection_bias)  # (B, N, 3*H*d)
+        k, v, q = (
+            t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in delta.chunk(3, dim=-1)
+        )  # each (B, H, N, d)
+        return _ImageSide(
+            keys=torch.matmul(z, fold.weight).add_(fold.bias).add_(image.keys),
+            t2i_k=k + shared.t2i_k,
+            t2i_v=v + shared.t2i_v,
+            i2t_q=q + shared.i2t_q,
+        )
+
     def _first_block(
-        self, layer: torch.nn.Module, image: SharedImage, query_pe: Tensor, workspace: Workspace
+        self,
+        layer: torch.nn.Module,
+        side: _ImageSide,
+        folded: FoldedAttention,
+        query_pe: Tensor,
+        workspace: Workspace,
     ) -> tuple[Tensor, Tensor]:
-        """The first two-way block, with the image side shared by all prompts."""
+        """The first two-way block against the image side computed once for all prompts
+        (``side`` of batch 1) or once per prompt (batch P, with a mask input each)."""
         queries = query_pe
         if layer.skip_first_layer_pe:
             queries = layer.norm1(layer.self_attn(queries, queries, queries))
         else:
             q = queries + query_pe
             queries = layer.norm1(queries + layer.self_attn(q, q, queries))
-        # token -> image against the shared projections: all P*T queries in one attention call
+        # token -> image against the precomputed projections, in one attention call: with a
+        # shared side all P*T queries go as one sequence, else each prompt's T as a batch
         t2i: Attention = layer.cross_attn_token_to_image
         batch, tokens, _ = queries.shape
-        heads = t2i.num_heads
+        sides, heads = side.keys.shape[0], t2i.num_heads
         q = _heads(t2i.q_proj(queries + query_pe), heads)  # (P, T, H, d)
-        q = q.permute(2, 0, 1, 3).reshape(heads, batch * tokens, -1)
-        out = F.scaled_dot_product_attention(q[None], image.t2i_k[None], image.t2i_v[None])[0]
-        out = out.reshape(heads, batch, tokens, -1).permute(1, 2, 0, 3).flatten(2)
+        q = q.reshape(sides, -1, heads, q.shape[-1]).transpose(1, 2)  # (B, H, P/B*T, d)
+        out = F.scaled_dot_product_attention(q, side.t2i_k, side.t2i_v)
+        out = out.transpose(1, 2).reshape(batch, tokens, -1)
         queries = layer.norm2(queries + t2i.out_proj(out))
         queries = layer.norm3(queries + layer.mlp(queries))
-        # image -> token: the image queries are shared, so their projection is precomputed
+        # image -> token: the image queries are precomputed as well
         i2t: Attention = layer.cross_attn_image_to_token
-        folded = image.i2t[0]
         k = i2t.k_proj(queries + query_pe).unflatten(-1, (heads, -1))  # (P, T, H, d)
-        k = k.permute(2, 0, 1, 3).flatten(1, 2)  # (H, P*T, d)
-        logits = torch.bmm(k, image.i2t_q.transpose(1, 2))  # (H, P*T, N)
-        attn = logits.unflatten(1, (batch, tokens)).softmax(dim=2)  # over the T tokens
-        attn = attn.transpose(0, 1).flatten(1, 2)  # (P, H*T, N)
+        k = k.reshape(sides, -1, heads, k.shape[-1]).transpose(1, 2)  # (B, H, P/B*T, d)
+        logits = torch.matmul(k, side.i2t_q.transpose(2, 3))  # (B, H, P/B*T, N)
+        attn = logits.unflatten(2, (-1, tokens)).softmax(dim=3)  # over the T tokens
+        attn = attn.transpose(1, 2).reshape(batch, heads * tokens, -1)  # (P, H*T, N)
         values = torch.addmm(folded.ov_bias, queries.flatten(0, 1), folded.ov)
         values = values.view(batch, tokens, heads, -1).transpose(1, 2).flatten(1, 2)
-        keys = workspace.take("keys", (batch, *image.keys.shape), image.keys)
-        torch.baddbmm(image.keys, attn.transpose(1, 2), values, out=keys)
+        keys = workspace.take("keys", (batch, *side.keys.shape[1:]), side.keys)
+        torch.baddbmm(side.keys, attn.transpose(1, 2), values, out=keys)
         return queries, _layer_norm_(keys, layer.norm4)
 
     @torch.inference_mode()

@@ -51,16 +51,19 @@ def decode_prompts(
     """Run the prompt encoder and decoder and upscale: ``(K, C, H, W)`` masks (bool or logits),
     ``(K, C)`` IoU, ``(K, C, 4h, 4w)`` low-res logits. The one decode path of every predictor.
 
-    Without a mask input every prompt set sees the same image tokens, so ``grid`` (the model's
-    :class:`GridDecoder`, if given) decodes against inputs computed once per embedding and
-    kept with it; a mask input changes the image tokens and goes through :meth:`Sam.decode`.
+    ``grid`` (the model's :class:`GridDecoder`, if given) decodes against inputs computed once
+    per embedding and kept with it, changed for a mask input by c-wide products
+    (:class:`~segany.grid_decoder.MaskFold`); other models go through :meth:`Sam.decode`.
     """
-    if grid is not None and prompts.mask_input is None:
+    if grid is not None and (prompts.mask_input is None or grid.accepts_masks):
         sparse, _ = model.prompt_encoder(points=prompts.point_pair, boxes=prompts.boxes, masks=None)
+        sparse = sparse.expand(prompts.size, -1, -1)  # (1, 0, D) for masks alone
         shared = embedding.derived(
             grid, weights_version(model), lambda: grid.image(embedding.features)
         )
-        decoded = grid.decode(shared, sparse, multimask=multimask_output)
+        decoded = grid.decode(
+            shared, sparse, multimask=multimask_output, mask_input=prompts.mask_input
+        )
         low_res = grid.masks(decoded)
         iou = decoded.iou
     else:
