@@ -1,4 +1,5 @@
-"""Official vs segany on the same seeded ViT-B weights: image embedding and one-point predict.
+"""Official vs segany on the same seeded ViT-B weights: image embedding, one-point predict and a
+refinement click (a second point with the first click's low-res logits fed back).
 
 Run: .venv/bin/python benchmarks/bench_predictor.py [--model vit_b] [--repeats 5]
 """
@@ -39,8 +40,27 @@ def main() -> None:
         {"official": lambda: a.predict(**point), "segany": lambda: b.predict(**point)},
         repeats=10 * args.repeats,
     )
+    # a refinement click: the first click's best low-res logits fed back with a second point
+    _, scores, logits = a.predict(**point, multimask_output=True)
+    refine = dict(
+        point_coords=np.array(
+            [point["point_coords"][0], [image.shape[1] // 3, image.shape[0] // 3]]
+        ),
+        point_labels=np.array([1, 0]),
+        mask_input=logits[np.argmax(scores)][None],
+        multimask_output=False,
+    )
+    ref = interleaved(
+        {"official": lambda: a.predict(**refine), "segany": lambda: b.predict(**refine)},
+        repeats=10 * args.repeats,
+    )
     print("| step | official (s) | segany (s) | speed-up |\n|---|---|---|---|")
-    for step, t in (("set_image (encoder)", enc), ("predict, 1 point", dec)):
+    steps = (
+        ("set_image (encoder)", enc),
+        ("predict, 1 point", dec),
+        ("predict, refinement click (2 points + mask input)", ref),
+    )
+    for step, t in steps:
         print(
             f"| {step} | {t['official']:.4f} | {t['segany']:.4f} | {t['official'] / t['segany']:.2f}x |"
         )
