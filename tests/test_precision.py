@@ -125,28 +125,33 @@ def test_rel_pos_attention_in_blocks_of_rows_matches_one_call(grad):
         torch.testing.assert_close(g_rows, g_whole, atol=1e-5, rtol=1e-4)
 
 
-def attention_inputs(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
-    """q, k, v ``(2, 3, 6*5, 8)`` and rel-pos tables ``(11, 8)`` for a 6x5 grid."""
+def attention_inputs(
+    head_dim: int = 8, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, ...]:
+    """q, k, v ``(2, 3, 6*5, head_dim)`` and rel-pos tables ``(11, head_dim)`` for a 6x5 grid."""
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 6 * 5, 8, generator=generator) for _ in range(3))
-    rel_h, rel_w = (0.3 * torch.randn(11, 8, generator=generator) for _ in range(2))
+    q, k, v = (torch.randn(2, 3, 6 * 5, head_dim, generator=generator) for _ in range(3))
+    rel_h, rel_w = (0.3 * torch.randn(11, head_dim, generator=generator) for _ in range(2))
     return tuple(t.to(dtype) for t in (q, k, v, rel_h, rel_w))
 
 
-# 150 and 300 elements: blocks of 1 and 2 grid rows; 3600: all rows of 4 (batch, head) pairs
+# head_dim 8 < 6 + 5: the bias added into the scores; 16: folded into the matmul. Blocks of 150
+# and 300 elements: 1 and 2 grid rows; 3600: all rows of 4 (batch, head) pairs
+@pytest.mark.parametrize("head_dim", [8, 16])
 @pytest.mark.parametrize("block", [150, 300, 3600])
-def test_blockwise_attention_matches_sdpa_in_fp32(block):
-    q, k, v, rel_h, rel_w = attention_inputs()
+def test_blockwise_attention_matches_sdpa_in_fp32(head_dim, block):
+    q, k, v, rel_h, rel_w = attention_inputs(head_dim)
     terms = decomposed_rel_pos_terms(q, rel_h, rel_w, (6, 5))
     reference = rel_pos_attention(q, k, v, rel_h, rel_w, (6, 5), 0.3)
     blockwise = blockwise_rel_pos_attention(q, k, v, *terms, 0.3, block_elements=block)
     torch.testing.assert_close(blockwise, reference, atol=1e-6, rtol=1e-5)
 
 
-def test_bf16_inference_attention_is_blockwise_and_close_to_fp32():
-    inputs = attention_inputs()
+@pytest.mark.parametrize("head_dim", [8, 16])
+def test_bf16_inference_attention_is_blockwise_and_close_to_fp32(head_dim):
+    inputs = attention_inputs(head_dim)
     reference = rel_pos_attention(*inputs, (6, 5), 0.3)
-    q, k, v, rel_h, rel_w = attention_inputs(torch.bfloat16)
+    q, k, v, rel_h, rel_w = attention_inputs(head_dim, torch.bfloat16)
     with torch.inference_mode():
         fast = rel_pos_attention(q, k, v, rel_h, rel_w, (6, 5), 0.3)
         terms = decomposed_rel_pos_terms(q, rel_h, rel_w, (6, 5))

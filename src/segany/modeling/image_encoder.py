@@ -114,35 +114,51 @@ def blockwise_rel_pos_attention(
     block_elements: int = BLOCKWISE_SCORE_ELEMENTS,
 ) -> torch.Tensor:
     """Inference-only :func:`rel_pos_attention` whose scores stay in cache: per group of (batch,
-    head) pairs and block of query grid rows, ``S = scale q k^T`` by one ``bmm``, the bias added
-    into ``S`` in place by broadcasting (never expanded), softmax, ``@ v`` into the output.
+    head) pairs and block of query grid rows, ``S = scale q k^T + bias`` by one ``bmm``, softmax,
+    ``@ v`` into the output.
 
     ``q``/``k``/``v`` are ``(B, heads, H*W, C)``, ``rel_h``/``rel_w`` the terms of
-    :func:`decomposed_rel_pos_terms`; returns ``(B, H*W, heads * C)``. The scores are kept in
-    ``q``'s dtype: in bfloat16 a much faster route than SDPA with a materialised bias, in float32
-    a slower one (so only the bf16 path takes it).
+    :func:`decomposed_rel_pos_terms`; returns ``(B, H*W, heads * C)``. The bias is never
+    expanded: on small grids (``H + W <= C``, windows) it rides in the matmul as extra columns,
+    ``[scale q, rel_h, rel_w] . [k, one-hot key row, one-hot key column]``; on large ones the
+    extra columns would cost more than adding ``rel_h`` and ``rel_w`` into ``S`` in place by
+    broadcasting. The scores are kept in ``q``'s dtype: in bfloat16 a much faster route than SDPA
+    with a materialised bias, in float32 a slower one (so only the bf16 path takes it).
     """
     b, heads, tokens, c = q.shape
     h, w, kh, kw = rel_h.shape[2], rel_h.shape[3], rel_h.shape[4], rel_w.shape[4]
     rows = _rows_per_block(h, w * tokens, block_elements)
     group = max(1, block_elements // (h * w * tokens)) if rows == h else 1
     pairs = b * heads
-    qs = (q * scale).reshape(pairs, tokens, c)
+    # Measured (2-core Zen 4, bf16, ViT-B): folded, the 25 windows' attention (14 + 14 <= 64)
+    # takes 0.024-0.029 s instead of 0.057-0.080 s (max error vs fp32 0.036 -> 0.026); a global
+    # block's (64 + 64 > 64) would take 0.46 s instead of 0.33 s.
+    fold = kh + kw <= c
+    if fold:
+        key_row = torch.eye(kh, dtype=k.dtype, device=k.device).repeat_interleave(kw, 0)
+        key_col = torch.eye(kw, dtype=k.dtype, device=k.device).repeat(kh, 1)
+        one_hot = torch.cat([key_row, key_col], 1).expand(b, heads, tokens, kh + kw)
+        q = torch.cat([q * scale, rel_h.flatten(2, 3), rel_w.flatten(2, 3)], -1)
+        k = torch.cat([k, one_hot], -1)
+    else:
+        q = q * scale
+    queries_all = q.reshape(pairs, tokens, -1)
     # contiguous once: a strided operand (k, v are views into qkv) costs a copy in every bmm
-    kt = k.reshape(pairs, tokens, c).contiguous().transpose(1, 2)
+    keys = k.reshape(pairs, tokens, -1).contiguous().transpose(1, 2)
     v = v.reshape(pairs, tokens, c).contiguous()
     rel_h = rel_h.reshape(pairs, h, w, kh, 1)
     rel_w = rel_w.reshape(pairs, h, w, 1, kw)
-    out = q.new_empty(b, heads, tokens, c)
+    out = v.new_empty(b, heads, tokens, c)
     flat_out = out.view(pairs, tokens, c)
     for first in range(0, pairs, group):
         pair = slice(first, first + group)
         for start in range(0, h, rows):
             queries = slice(start * w, (start + rows) * w)
-            scores = torch.bmm(qs[pair, queries], kt[pair])  # (group, rows * W, H*W)
-            grid = scores.view(-1, rows, w, kh, kw)
-            grid += rel_h[pair, start : start + rows]
-            grid += rel_w[pair, start : start + rows]
+            scores = torch.bmm(queries_all[pair, queries], keys[pair])  # (group, rows * W, H*W)
+            if not fold:
+                grid = scores.view(-1, rows, w, kh, kw)
+                grid += rel_h[pair, start : start + rows]
+                grid += rel_w[pair, start : start + rows]
             torch.bmm(scores.softmax(-1), v[pair], out=flat_out[pair, queries])
     return out.transpose(1, 2).flatten(2)
 
