@@ -240,25 +240,38 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C) -> (B, H, W, C)``."""
-        b, h, w, c = x.shape
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """The attention between the two projections: ``(B, H, W, 3C)`` output of ``qkv`` ->
+        ``(B, H, W, C)`` input of ``proj``."""
+        b, h, w, _ = qkv.shape
+        qkv = qkv.reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, H*W, head_dim)
         if self.use_rel_pos:
             out = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, (h, w), self.scale)
         else:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
             out = out.transpose(1, 2).flatten(2)
-        return self.proj(out.view(b, h, w, c))
+        return out.view(b, h, w, -1)
 
 
-def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Split ``(B, H, W, C)`` into ``(B * nW, window, window, C)``, zero-padding H and W up to
-    multiples of ``window``; also returns the padded ``(Hp, Wp)``."""
+def window_partition(
+    x: torch.Tensor, window: int, fill: torch.Tensor | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Split ``(B, H, W, C)`` into ``(B * nW, window, window, C)``, padding H and W up to
+    multiples of ``window`` with zeros, or with the ``(C,)`` vector ``fill``; also returns the
+    padded ``(Hp, Wp)``."""
     b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
-    if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
+    if pad_h or pad_w:
+        value = 0.0 if fill is None else fill
+        grid = x.new_empty(b, hp, wp, c)
+        grid[:, h:] = value
+        grid[:, :h, w:] = value
+        grid[:, :h, :w] = x
+        x = grid
     x = x.view(b, hp // window, window, wp // window, window, c)
     return x.transpose(2, 3).reshape(-1, window, window, c), (hp, wp)
 
@@ -325,14 +338,18 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C) -> (B, H, W, C)``."""
         y = self.norm1(x)
-        if self.window_size > 0:
-            size = (y.shape[1], y.shape[2])
-            windows, padded = window_partition(y, self.window_size)
-            y = window_unpartition(self.attn(windows), self.window_size, padded, size)
-        else:
-            y = self.attn(y)
+        y = self.windowed_attention(y) if self.window_size > 0 else self.attn(y)
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def windowed_attention(self, y: torch.Tensor) -> torch.Tensor:
+        """``self.attn`` within windows of the normed ``(B, H, W, C)`` grid, as over its
+        zero-padded windows, but with the projections on the real tokens only: the padding
+        tokens' qkv is that of a zero token, and ``proj`` runs after the padding is cut."""
+        attn, size = self.attn, (y.shape[1], y.shape[2])
+        pad_qkv = attn.qkv(y.new_zeros(1, y.shape[-1]))[0]  # (3C,)
+        windows, padded = window_partition(attn.qkv(y), self.window_size, pad_qkv)
+        return attn.proj(window_unpartition(attn.attend(windows), self.window_size, padded, size))
 
 
 class ImageEncoderViT(nn.Module):
