@@ -144,8 +144,8 @@ def blockwise_rel_pos_attention(
         k = torch.cat([k, one_hot], -1)
     else:
         q = q * scale
-    queries_all = q.reshape(pairs, tokens, -1)
-    # contiguous once: a strided operand (k, v are views into qkv) costs a copy in every bmm
+    # contiguous once: a strided operand (q, k, v are views into qkv) costs a copy in every bmm
+    queries_all = q.reshape(pairs, tokens, -1).contiguous()
     keys = k.reshape(pairs, tokens, -1).contiguous().transpose(1, 2)
     v = v.reshape(pairs, tokens, c).contiguous()
     rel_h = rel_h.reshape(pairs, h, w, kh, 1)
