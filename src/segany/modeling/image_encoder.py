@@ -92,12 +92,13 @@ def _expand_bias(
     return bias.view(b, n, rows * w, -1)
 
 
-# Scores materialised at once by :func:`blockwise_rel_pos_attention` (bf16 inference): 512K
-# elements (1 MB in bf16), about one core's L2. Measured on a 2-core Zen 4 (ViT-B global
-# attention, 12 x 4096 x 4096, bf16): SDPA with the bias 0.45-0.53 s; blocks of 256K elements
-# 0.40 s, 512K 0.29-0.34 s, 1M 0.32-0.36 s, 4M 0.35 s. A whole ViT-B block in bf16: global
-# 0.72 -> 0.51 s, windowed 0.31 -> 0.23 s.
-BLOCKWISE_SCORE_ELEMENTS = 1 << 19
+# Scores materialised at once by :func:`blockwise_rel_pos_attention` (bf16 inference): 1M
+# elements (2 MB in bf16, split between the threads). Measured on a 2-core Zen 4, bf16, q/k/v
+# laid out as views into qkv: ViT-B global attention (12 x 4096 x 4096; SDPA with the bias
+# 0.45-0.53 s) 0.31 s in blocks of 256K elements, 0.28-0.29 s at 512K, 0.26-0.27 s at 1M,
+# 0.25-0.28 s at 2M, 0.36 s at 4M, 0.49 s at 8M; the 25 windows (14 x 14) 0.025-0.043 s at 512K,
+# 0.025-0.033 s at 1M, 0.023-0.034 s at 2M.
+BLOCKWISE_SCORE_ELEMENTS = 1 << 20
 
 
 def _rows_per_block(h: int, per_row: int, limit: int) -> int:
