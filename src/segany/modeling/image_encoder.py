@@ -117,16 +117,17 @@ def blockwise_rel_pos_attention(
     block_elements: int = BLOCKWISE_SCORE_ELEMENTS,
 ) -> torch.Tensor:
     """Inference-only :func:`rel_pos_attention` whose scores stay in cache: per group of (batch,
-    head) pairs and block of query grid rows, ``S = scale q k^T + bias`` by one ``bmm``, softmax,
+    head) pairs and block of query grid rows, ``S = scale q k^T + bias`` by one matmul, softmax,
     ``@ v`` into the output.
 
     ``q``/``k``/``v`` are ``(B, heads, H*W, C)``, ``rel_h``/``rel_w`` the terms of
-    :func:`decomposed_rel_pos_terms`; returns ``(B, H*W, heads * C)``. The bias is never
-    expanded: on small grids (``H + W <= C``, windows) it rides in the matmul as extra columns,
-    ``[scale q, rel_h, rel_w] . [k, one-hot key row, one-hot key column]``; on large ones the
-    extra columns would cost more than adding ``rel_h`` and ``rel_w`` into ``S`` in place by
-    broadcasting. The scores are kept in ``q``'s dtype: in bfloat16 a much faster route than SDPA
-    with a materialised bias, in float32 a slower one (so only the bf16 path takes it).
+    :func:`decomposed_rel_pos_terms`; returns ``(B, H*W, heads * C)``. The whole bias never
+    exists: on small grids (``H + W <= C``, windows) it rides in the matmul as extra columns,
+    ``[scale q, rel_h, rel_w] . [k, one-hot key row, one-hot key column]``; on large ones (where
+    those columns would cost more) each block's bias ``rel_h + rel_w`` is written into the
+    reused scores buffer and ``baddbmm`` accumulates ``scale q k^T`` onto it. The scores are
+    kept in ``q``'s dtype: in bfloat16 a much faster route than SDPA with a materialised bias,
+    in float32 a slower one (so only the bf16 path takes it).
     """
     b, heads, tokens, c = q.shape
     h, w, kh, kw = rel_h.shape[2], rel_h.shape[3], rel_h.shape[4], rel_w.shape[4]
@@ -153,15 +154,18 @@ def blockwise_rel_pos_attention(
     rel_w = rel_w.reshape(pairs, h, w, 1, kw)
     out = v.new_empty(b, heads, tokens, c)
     flat_out = out.view(pairs, tokens, c)
+    buffer = v.new_empty(min(group, pairs), rows * w, tokens)  # the scores of every block
     for first in range(0, pairs, group):
         pair = slice(first, first + group)
+        scores = buffer[: min(group, pairs - first)]  # (group, rows * W, H*W)
         for start in range(0, h, rows):
             queries = slice(start * w, (start + rows) * w)
-            scores = torch.bmm(queries_all[pair, queries], keys[pair])  # (group, rows * W, H*W)
-            if not fold:
-                grid = scores.view(-1, rows, w, kh, kw)
-                grid += rel_h[pair, start : start + rows]
-                grid += rel_w[pair, start : start + rows]
+            if fold:
+                torch.bmm(queries_all[pair, queries], keys[pair], out=scores)
+            else:  # the bias first, then the matmul accumulates onto it (one rounding less)
+                bias = (rel_h[pair, start : start + rows], rel_w[pair, start : start + rows])
+                torch.add(*bias, out=scores.view(-1, rows, w, kh, kw))
+                torch.baddbmm(scores, queries_all[pair, queries], keys[pair], out=scores)
             torch.bmm(scores.softmax(-1), v[pair], out=flat_out[pair, queries])
     return out.transpose(1, 2).flatten(2)
 
