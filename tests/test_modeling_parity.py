@@ -7,6 +7,7 @@ import torch
 
 from conftest import SMALL, make_pair
 from segany.config import DecoderConfig, SamConfig
+from segany.modeling.image_encoder import Block, window_partition, window_unpartition
 
 ATOL = 1e-4
 
@@ -134,3 +135,20 @@ def test_variant_with_other_decoder_sizes_matches():
             atol=ATOL,
             rtol=0,
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_windowed_attention_on_real_tokens_matches_padded_windows(dtype):
+    # A 6x5 grid in windows of 4 pads to 8x8; a non-zero qkv bias makes the padding keys count.
+    torch.manual_seed(0)
+    block = Block(16, 2, use_rel_pos=True, rel_pos_zero_init=False, window_size=4)
+    torch.nn.init.normal_(block.attn.qkv.bias)
+    block.to(dtype)
+    y = torch.randn(2, 6, 5, 16, dtype=dtype)
+    with torch.no_grad():
+        windows, padded = window_partition(y, 4)
+        plain = window_unpartition(block.attn(windows), 4, padded, (6, 5))
+        fast = block.windowed_attention(y)
+    assert fast.shape == (2, 6, 5, 16)
+    atol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(fast.float(), plain.float(), atol=atol, rtol=0)

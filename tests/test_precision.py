@@ -16,7 +16,11 @@ import torch
 import segany
 from conftest import SMALL, random_image
 from segany import Predictor, build_model, save_checkpoint
-from segany.modeling.image_encoder import rel_pos_attention
+from segany.modeling.image_encoder import (
+    blockwise_rel_pos_attention,
+    decomposed_rel_pos_terms,
+    rel_pos_attention,
+)
 from segany.precision import PRECISIONS, optimize
 from segany.testing import random_state_dict, region_mask_head
 
@@ -119,6 +123,41 @@ def test_rel_pos_attention_in_blocks_of_rows_matches_one_call(grad):
         (g_whole,) = torch.autograd.grad(whole.sum(), q)
         (g_rows,) = torch.autograd.grad(rows.sum(), q)
         torch.testing.assert_close(g_rows, g_whole, atol=1e-5, rtol=1e-4)
+
+
+def attention_inputs(
+    head_dim: int = 8, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, ...]:
+    """q, k, v ``(2, 3, 6*5, head_dim)`` and rel-pos tables ``(11, head_dim)`` for a 6x5 grid."""
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6 * 5, head_dim, generator=generator) for _ in range(3))
+    rel_h, rel_w = (0.3 * torch.randn(11, head_dim, generator=generator) for _ in range(2))
+    return tuple(t.to(dtype) for t in (q, k, v, rel_h, rel_w))
+
+
+# head_dim 8 < 6 + 5: the bias added into the scores; 16: folded into the matmul. Blocks of 150
+# and 300 elements: 1 and 2 grid rows; 3600: all rows of 4 (batch, head) pairs
+@pytest.mark.parametrize("head_dim", [8, 16])
+@pytest.mark.parametrize("block", [150, 300, 3600])
+def test_blockwise_attention_matches_sdpa_in_fp32(head_dim, block):
+    q, k, v, rel_h, rel_w = attention_inputs(head_dim)
+    terms = decomposed_rel_pos_terms(q, rel_h, rel_w, (6, 5))
+    reference = rel_pos_attention(q, k, v, rel_h, rel_w, (6, 5), 0.3)
+    blockwise = blockwise_rel_pos_attention(q, k, v, *terms, 0.3, block_elements=block)
+    torch.testing.assert_close(blockwise, reference, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("head_dim", [8, 16])
+def test_bf16_inference_attention_is_blockwise_and_close_to_fp32(head_dim):
+    inputs = attention_inputs(head_dim)
+    reference = rel_pos_attention(*inputs, (6, 5), 0.3)
+    q, k, v, rel_h, rel_w = attention_inputs(head_dim, torch.bfloat16)
+    with torch.inference_mode():
+        fast = rel_pos_attention(q, k, v, rel_h, rel_w, (6, 5), 0.3)
+        terms = decomposed_rel_pos_terms(q, rel_h, rel_w, (6, 5))
+        assert torch.equal(fast, blockwise_rel_pos_attention(q, k, v, *terms, 0.3))
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), reference, atol=3e-2, rtol=0)
 
 
 def compile_available() -> bool:
