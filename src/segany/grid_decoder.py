@@ -235,8 +235,9 @@ def _activate_(x: Tensor, activation: torch.nn.Module) -> Tensor:
 
 def tensors_version(tensors: Iterable[Tensor]) -> tuple[int, ...]:
     """A key that changes whenever one of ``tensors`` changes in place or gets new storage
-    (version counters and data pointers): what invalidates values computed from weights."""
-    return tuple(v for t in tensors for v in (t.data_ptr(), t._version))
+    (version counters and data pointers): what invalidates values computed from weights.
+    Inference tensors have no version counter: only their storage counts."""
+    return tuple(v for t in tensors for v in (t.data_ptr(), 0 if t.is_inference() else t._version))
 
 
 def _heads(x: Tensor, heads: int) -> Tensor:

@@ -1,7 +1,8 @@
 """Inference precision and compilation: the one place a loaded model is made faster.
 
 ``fp32`` is the parity path (the model as built). ``bf16`` runs the image encoder with bfloat16
-weights and activations (inputs cast on the way in, embeddings back to float32 on the way out),
+weights and activations (inputs cast on the way in, embeddings back to float32 on the way out;
+on the CPU its linear layers run on oneDNN-packed weights, see :mod:`segany.packed_linear`),
 ``int8`` replaces the encoder's linear layers with dynamically quantized int8 ones. The prompt
 encoder and mask decoder always stay float32. ``compile`` wraps the image encoder in
 ``torch.compile`` with static shapes: every image reaches it as the same padded square, so it
@@ -18,6 +19,7 @@ from torch import nn
 
 from .embedding import encoder_id
 from .modeling.sam import Sam
+from .packed_linear import pack_linear_layers
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -70,6 +72,8 @@ def optimize(model: Sam, precision: str = "fp32", *, compile: bool = False) -> S
         encoder.segany_encoder_id = encoder_id(model)
     if precision == "bf16":
         encoder.to(torch.bfloat16)
+        if model.device.type == "cpu" and not compile:
+            pack_linear_layers(encoder)
         encoder.register_forward_pre_hook(_to_dtype(torch.bfloat16))
         encoder.register_forward_hook(_to_float32)
     elif precision == "int8":
