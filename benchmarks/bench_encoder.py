@@ -10,7 +10,7 @@ encoder call, each implementation in a fresh process: resident memory before the
 loaded), the peak during it, and the process's ``ru_maxrss``.
 
 Run: .venv/bin/python benchmarks/bench_encoder.py [--model vit_b] [--repeats 3]
-     [--modes fp32,bf16,int8] [--compile] [--prompts 20] [--no-memory]
+     [--modes fp32,bf16,int8] [--compile] [--prompts 20] [--no-memory] [--keep-freed-memory]
 """
 
 from __future__ import annotations
@@ -103,8 +103,17 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--image", default="truck.jpg")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="segany.keep_freed_memory() first (process-wide: the official encoder gains too)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        from segany import keep_freed_memory
+
+        print(f"keep_freed_memory applied: {keep_freed_memory()}")
     if args.child:
         child(args.model, args.child, args.compile, args.image)
         return

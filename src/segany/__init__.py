@@ -9,6 +9,7 @@ Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .allocator import keep_freed_memory
 from .automatic import SamAutomaticMaskGenerator
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
 from .compat import (
@@ -55,6 +56,7 @@ __all__ = [
     "build_sam_vit_l",
     "export_onnx",
     "get_config",
+    "keep_freed_memory",
     "load",
     "load_checkpoint",
     "load_onnx",

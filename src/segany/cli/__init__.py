@@ -11,6 +11,7 @@ import sys
 from typing import NoReturn
 
 from .. import __version__
+from ..allocator import keep_freed_memory
 from ..checkpoints import CheckpointError
 
 USAGE_ERROR = 2
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # a process of its own: reuse freed tensors' pages (segany.allocator)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
