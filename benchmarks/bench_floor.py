@@ -115,6 +115,11 @@ def main() -> None:
     parser.add_argument("--models", default="vit_b,vit_h")
     parser.add_argument("--predicts", type=int, default=20)
     args = parser.parse_args()
+    unknown = set(args.models.split(",")) - set(ENCODER_TARGETS)
+    if unknown:
+        parser.error(
+            f"--models: no target for {sorted(unknown)}; choose from {sorted(ENCODER_TARGETS)}"
+        )
     image, image_name = sample_image()
     print(f"machine: {machine()}")
     rates = {}

@@ -2,11 +2,10 @@
 allocated again, layer after layer and image after image, are not handed back to the kernel and
 faulted in (and zeroed) page by page once more.
 
-By default glibc returns big blocks to the kernel as soon as they are freed. An fp32 ViT-B
-encoder forward then takes about 900k minor page faults and 1.6-1.9 s of system time on a 2-core
-CPU; with :func:`keep_freed_memory` it takes none in steady state, and the forward went from
-about 7.2 to 6.1 s (measured with the official encoder in the same process as well: 12.1 ->
-11.0 s, its far larger attention tensors still fault). The cost is resident memory: up to
+By default glibc returns big blocks to the kernel as soon as they are freed, and an fp32 ViT-B
+encoder forward faults hundreds of thousands of pages in again. ``benchmarks/bench_encoder.py
+--keep-freed-memory`` measures the effect (BENCHMARKS.md: fp32 ViT-B 7.00 s without, 6.22 s
+with, on a 2-core CPU). The cost is resident memory: up to
 :data:`TRIM_THRESHOLD` of freed memory stays with the process. The ``segany`` command and its
 server call it; library users opt in.
 """
