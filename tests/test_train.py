@@ -62,6 +62,23 @@ def test_sampled_points_fall_inside_their_regions():
         assert region[i, y, x]
 
 
+def test_sampled_points_are_uniform_over_their_region():
+    g = torch.Generator().manual_seed(3)
+    region = torch.zeros(1, 8, 8, dtype=torch.bool)
+    pixels = [(1, 2), (5, 0), (7, 7), (3, 3)]  # (x, y)
+    for x, y in pixels:
+        region[0, y, x] = True
+    draws = 4000
+    hits = torch.zeros(8, 8)
+    for _ in range(draws):
+        x, y = sample_points(region, g)[0][0].long().tolist()
+        hits[y, x] += 1
+    expected = draws / len(pixels)
+    assert hits.sum() == sum(hits[y, x] for x, y in pixels)  # never outside the region
+    for x, y in pixels:
+        assert abs(hits[y, x] - expected) < 0.1 * expected
+
+
 def test_noisy_boxes_stay_near_and_ordered():
     g = torch.Generator().manual_seed(2)
     boxes = torch.tensor([[10.0, 10.0, 50.0, 30.0]]).repeat(200, 1)

@@ -68,12 +68,20 @@ def sample_points(
     region: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One uniform pixel of each ``(N, H, W)`` bool region: ``(N, 2)`` (x, y) and ``(N,)`` bool
-    telling whether the region was non-empty."""
-    n, h, w = region.shape
-    scores = torch.rand((n, h * w), generator=generator).to(region.device) * region.flatten(1)
-    flat = scores.argmax(dim=1)
+    telling whether the region was non-empty (an empty region gives pixel (0, 0)).
+
+    Draws one number per region (on the CPU ``generator``) and picks that rank among the
+    region's pixels, so no ``(N, H*W)`` random field is made or copied to the device."""
+    n, w = region.shape[0], region.shape[2]
+    running = region.flatten(1).cumsum(1, dtype=torch.int32)  # (N, H*W) pixels so far
+    counts = running[:, -1]
+    u = torch.rand(n, generator=generator).to(region.device)
+    rank = (u * counts).long().clamp(max=(counts - 1).clamp(min=0).long())
+    flat = torch.searchsorted(running, (rank + 1).to(torch.int32)[:, None])[:, 0]
+    non_empty = counts > 0
+    flat = torch.where(non_empty, flat, torch.zeros_like(flat))
     xy = torch.stack([flat % w, flat // w], dim=1).to(torch.float32)
-    return xy, region.flatten(1).any(dim=1)
+    return xy, non_empty
 
 
 def noisy_boxes(
