@@ -56,6 +56,10 @@ MIN_IOU = 0.9
 # What the bundled (demonstration) model is asked to select, chosen by rule, not by result:
 # large, compact, plainly coloured whole objects in one piece, in the page's sample scenes.
 DEMO_MIN_AREA = 2000  # pixels of the 256 x 256 scene
+# Scenes never seen in training (it used seeds below 1,000,000), searched for a real leak: a
+# click whose mask takes in at least this share of a touching object.
+LEAK_SEEDS = range(1_000_000, 1_000_200)
+MIN_LEAK = 0.2
 DEMO_MAX_STD = 8.0  # pixel spread inside the object; a flat colour after blur + noise is ~3
 DEMO_SHAPES = ("ellipse", "polygon", "blob")  # no rings (holes), bars (thin), stars (spikes)
 
@@ -112,17 +116,31 @@ def touching(masks: np.ndarray, target: int, other: int) -> bool:
     return bool((grown & masks[other]).any())
 
 
-def leak_target() -> tuple[int, int, int]:
-    """(scene seed, object, neighbour): the largest demonstration object that touches another
-    whole object, and the largest such neighbour, the part a mask wrongly takes in. (A wrongly
-    included part is a leak into something touching the object: no prompt sequence of SAM's
-    training asks for two separate objects in one mask.)"""
-    for seed, index in demonstration_objects():
-        masks = generate_scene(seed).masks
-        neighbours = [i for i in whole_objects(seed) if i != index and touching(masks, index, i)]
-        if neighbours:
-            return seed, index, max(neighbours, key=lambda i: masks[i].sum())
-    raise LookupError("no demonstration object touches another object")
+def leak_case(model) -> tuple[int, int, int]:
+    """(scene seed, object, neighbour): a wrongly included part the bundled model really makes.
+    In held-out scenes, taken in order, each demonstration-shaped whole object is clicked at
+    its centre (as the page does); the first whose mask takes in at least ``MIN_LEAK`` of a
+    touching whole object is the case, with the neighbour it leaks into most."""
+    predictor = Predictor(model)
+    for seed in LEAK_SEEDS:
+        scene = generate_scene(seed)
+        embedding = None
+        objects = whole_objects(seed)
+        for index in objects:
+            target = scene.masks[index]
+            if scene.shapes[index] not in DEMO_SHAPES or target.sum() < DEMO_MIN_AREA:
+                continue
+            embedding = embedding or predictor.embed(scene.image)
+            session = InteractiveSession(predictor, embedding)
+            session.click(*interior_points(target)[0])
+            leaks = {
+                other: (session.mask & scene.masks[other]).sum() / scene.masks[other].sum()
+                for other in objects
+                if other != index and touching(scene.masks, index, other)
+            }
+            if leaks and max(leaks.values()) >= MIN_LEAK:
+                return seed, index, max(leaks, key=leaks.__getitem__)
+    raise LookupError("the bundled model leaks into no neighbour in the held-out scenes")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -412,28 +430,23 @@ def test_click_on_an_object_selects_it(page, tiny_server, tiny_model):
     assert iou(page.mask(), reference.best_masks()[0]) >= 0.98
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the bundled demonstration model is too weak for this (measured: 42% of the "
-    "neighbour left after the background click, target IoU 0.72); a stronger model must pass",
-)
-def test_background_click_removes_a_wrongly_included_part(page, tiny_server):
-    seed, index, neighbour = leak_target()
+def test_background_click_removes_a_wrongly_included_part(page, tiny_server, tiny_model):
+    seed, index, neighbour = leak_case(tiny_model)
     scene = generate_scene(seed)
     target, wrong = scene.masks[index], scene.masks[neighbour]
     page.open(tiny_server)
-    page.load_sample(f"scene-{seed}")
+    page.upload(f"scene-{seed}.png", png(scene.image))
     page.click(*interior_points(target)[0])
-    inside_wrong, background = interior_points(wrong, count=2)
-    page.click(*inside_wrong)  # a foreground click on the neighbour: now both are in
     shot(page, "1-wrong-part-included")
-    included = (page.mask() & wrong).sum() / wrong.sum()
-    assert included > 0.3, f"precondition: the other object is {included:.0%} in the mask"
-    page.click(*background, label=0)
+    leaked = page.mask() & wrong
+    assert leaked.sum() >= MIN_LEAK * wrong.sum(), "precondition: the click leaks as in Python"
+    before = iou(page.mask(), target)
+    page.click(*interior_points(leaked)[0], label=0)
     shot(page, "2-background-click")
     mask = page.mask()
     left = (mask & wrong).sum() / wrong.sum()
     assert left < 0.1, f"{left:.0%} of the other object is still in the mask"
+    assert iou(mask, target) > before
     assert_iou(mask, target)
 
 
