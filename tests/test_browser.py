@@ -130,7 +130,8 @@ def leak_case(model) -> tuple[int, int, int]:
             target = scene.masks[index]
             if scene.shapes[index] not in DEMO_SHAPES or target.sum() < DEMO_MIN_AREA:
                 continue
-            embedding = embedding or predictor.embed(scene.image)
+            if embedding is None:
+                embedding = predictor.embed(scene.image)
             session = InteractiveSession(predictor, embedding)
             session.click(*interior_points(target)[0])
             leaks = {

@@ -76,12 +76,10 @@ def sample_points(
     running = region.flatten(1).cumsum(1, dtype=torch.int32)  # (N, H*W) pixels so far
     counts = running[:, -1]
     u = torch.rand(n, generator=generator).to(region.device)
-    rank = (u * counts).long().clamp(max=(counts - 1).clamp(min=0).long())
-    flat = torch.searchsorted(running, (rank + 1).to(torch.int32)[:, None])[:, 0]
-    non_empty = counts > 0
-    flat = torch.where(non_empty, flat, torch.zeros_like(flat))
+    rank = torch.minimum((u * counts).int(), counts - 1)  # -1 for an empty region: pixel 0
+    flat = torch.searchsorted(running, (rank + 1)[:, None])[:, 0]
     xy = torch.stack([flat % w, flat // w], dim=1).to(torch.float32)
-    return xy, non_empty
+    return xy, counts > 0
 
 
 def noisy_boxes(
