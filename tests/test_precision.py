@@ -160,6 +160,29 @@ def test_bf16_inference_attention_is_blockwise_and_close_to_fp32(head_dim):
     torch.testing.assert_close(fast.float(), reference, atol=3e-2, rtol=0)
 
 
+@pytest.mark.parametrize("amx", [False, True])
+def test_bf16_global_attention_on_amx_cpus_goes_through_sdpa(monkeypatch, amx):
+    from segany.modeling import image_encoder
+
+    inputs = attention_inputs(head_dim=8)  # 6 + 5 > 8: a large grid for its width
+    reference = rel_pos_attention(*inputs, (6, 5), 0.3)
+    calls = []
+    monkeypatch.setattr(image_encoder, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(image_encoder, "AMX_BIAS_CHUNK_ELEMENTS", 2 * 3 * 5 * 30 * 2)  # 2 rows
+    sdpa = image_encoder.F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        image_encoder.F,
+        "scaled_dot_product_attention",
+        lambda q, *args, **kw: calls.append(q.shape) or sdpa(q, *args, **kw),
+    )
+    bf16 = [t.to(torch.bfloat16) for t in inputs]
+    with torch.inference_mode():
+        fast = rel_pos_attention(*bf16, (6, 5), 0.3)
+    assert calls == ([(2, 3, 10, 8)] * 3 if amx else [])  # 3 blocks of 2 query grid rows
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), reference, atol=3e-2, rtol=0)
+
+
 def compile_available() -> bool:
     return hasattr(torch, "compile") and shutil.which("g++") is not None
 

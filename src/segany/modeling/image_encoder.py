@@ -4,7 +4,7 @@ decomposed relative positions, and a convolutional neck down to the prompt embed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +101,25 @@ def _expand_bias(
 BLOCKWISE_SCORE_ELEMENTS = 1 << 20
 
 
+# Bias materialised at once when bfloat16 global attention goes through SDPA (CPUs with AMX):
+# 16M elements, 4 query grid rows of a ViT-B global block. Measured on 2 cores of a Xeon with
+# AMX (torch 2.11, bf16, ViT-B global block): blockwise 0.22 s; SDPA with the bias in blocks of
+# 1, 4, 16 and 64 rows 0.23, 0.19, 0.20, 0.38 s. On a 2-core Zen 4 (no AMX) the SDPA route is
+# the slower one (benchmarks/bench_attention.py: a whole layer 0.77-0.92 s against 0.36-0.38 s).
+AMX_BIAS_CHUNK_ELEMENTS = 1 << 24
+
+
+@cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX bf16 tiles (Sapphire Rapids and later), which make oneDNN's
+    fused SDPA kernel faster than :func:`blockwise_rel_pos_attention` on large grids."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is not None:
+        return bool(capabilities().get("amx_bf16", False))
+    amx_tile = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(amx_tile is not None and amx_tile())
+
+
 def _rows_per_block(h: int, per_row: int, limit: int) -> int:
     """The most query grid rows (a divisor of ``h``) whose ``per_row`` elements each fit in
     ``limit``; at least 1."""
@@ -184,7 +203,8 @@ def rel_pos_attention(
 
     ``q``/``k``/``v`` are ``(B, heads, H*W, C)``; returns ``(B, H*W, heads * C)``. bfloat16
     inference (outside an export or a compile) goes through
-    :func:`blockwise_rel_pos_attention`. Otherwise ``scaled_dot_product_attention`` with the
+    :func:`blockwise_rel_pos_attention`, except a large grid (``H + W > C``) on a CPU with AMX
+    (blocks of :data:`AMX_BIAS_CHUNK_ELEMENTS`). Otherwise ``scaled_dot_product_attention`` with the
     bias materialised: queries go in blocks of whole grid rows so that at most
     ``chunk_elements`` (default :data:`BIAS_CHUNK_ELEMENTS`) of bias exist at once; without
     autograd (and outside a compile, whose tracer cannot follow the buffer's views) the blocks
@@ -196,7 +216,10 @@ def rel_pos_attention(
     reuse = not (torch.is_grad_enabled() and (q.requires_grad or rel_pos_h.requires_grad))
     graph = torch.jit.is_tracing() or torch.compiler.is_compiling()  # keep exported graphs small
     if q.dtype == torch.bfloat16 and reuse and not graph:
-        return blockwise_rel_pos_attention(q, k, v, rel_h, rel_w, scale)
+        if not (h + w > c and q.device.type == "cpu" and cpu_has_amx()):
+            return blockwise_rel_pos_attention(q, k, v, rel_h, rel_w, scale)
+        if chunk_elements is None:  # a global grid on an AMX CPU: SDPA in smaller blocks
+            chunk_elements = AMX_BIAS_CHUNK_ELEMENTS
     per_row = b * heads * w * tokens
     chunk_elements = BIAS_CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
     rows = _rows_per_block(h, per_row, chunk_elements)
