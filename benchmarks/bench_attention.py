@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -64,18 +62,10 @@ def block_steps(calls: int = 50) -> dict[str, float]:
     }
     times = {}
     with torch.inference_mode():
-        for label, step in steps.items():
-            for _ in range(5):  # warm-up
-                step()
-            times[label] = 1e3 * statistics.median(timed(step) for _ in range(calls))
-            scores.normal_(generator=generator)  # exp_ and softmax see the same kind of scores
+        for label, step in steps.items():  # one at a time: each step rewrites the scores
+            times[label] = 1e3 * interleaved({label: step}, repeats=calls, warmup=5)[label]
+            scores.normal_(generator=generator)  # exp and softmax see the same kind of scores
     return times
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -87,6 +77,8 @@ def main() -> None:
         help="segany.keep_freed_memory() first (process-wide: the official layer gains too)",
     )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.keep_freed_memory:
         from segany import keep_freed_memory
 

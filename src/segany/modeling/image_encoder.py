@@ -203,12 +203,12 @@ def rel_pos_attention(
 
     ``q``/``k``/``v`` are ``(B, heads, H*W, C)``; returns ``(B, H*W, heads * C)``. bfloat16
     inference (outside an export or a compile) goes through
-    :func:`blockwise_rel_pos_attention`, except a large grid (``H + W > C``) on a CPU with AMX
-    (blocks of :data:`AMX_BIAS_CHUNK_ELEMENTS`). Otherwise ``scaled_dot_product_attention`` with the
-    bias materialised: queries go in blocks of whole grid rows so that at most
-    ``chunk_elements`` (default :data:`BIAS_CHUNK_ELEMENTS`) of bias exist at once; without
-    autograd (and outside a compile, whose tracer cannot follow the buffer's views) the blocks
-    share one buffer.
+    :func:`blockwise_rel_pos_attention`. Everything else, and a large bfloat16 grid
+    (``H + W > C``) on a CPU with AMX, goes through ``scaled_dot_product_attention`` with the bias
+    materialised: queries go in blocks of whole grid rows so that at most ``chunk_elements``
+    (default :data:`BIAS_CHUNK_ELEMENTS`, :data:`AMX_BIAS_CHUNK_ELEMENTS` on that AMX route) of
+    bias exist at once; without autograd (and outside a compile, whose tracer cannot follow the
+    buffer's views) the blocks share one buffer.
     """
     b, heads, tokens, c = q.shape
     h, w = size
