@@ -48,6 +48,15 @@ def test_rle_matches_official_and_pycocotools(seed):
         assert np.array_equal(mask_utils.decode(coco).astype(bool), mask)
 
 
+def test_rle_of_no_masks_is_no_runs():
+    # a batch emptied by a filter must give no counts: one spurious run would shift every later
+    # mask onto another mask's box and area
+    none = torch.zeros(0, 5, 7, dtype=torch.bool)
+    assert masks.masks_to_rle_counts(none) == []
+    assert masks.masks_to_rle_counts(none, (3, 2), (20, 30)) == []
+    assert masks.mask_to_rle_pytorch(none) == []
+
+
 def test_rle_rejects_bad_input():
     with pytest.raises(ValueError, match="do not fit"):
         masks.masks_to_rle_counts(torch.zeros(1, 4, 4, dtype=torch.bool), (2, 0), (4, 4))

@@ -102,6 +102,13 @@ class MaskTable:
     points: Tensor
     crop_boxes: Tensor
 
+    def __post_init__(self) -> None:
+        # every column must describe the same masks: a misaligned row would pair one object's
+        # mask with another's box and area
+        lengths = {f.name: len(getattr(self, f.name)) for f in fields(self)}
+        if len(set(lengths.values())) > 1:
+            raise AssertionError(f"MaskTable columns differ in length: {lengths}")
+
     def __len__(self) -> int:
         return len(self.counts)
 

@@ -44,6 +44,8 @@ def masks_to_rle_counts(
         raise ValueError(
             f"masks of size {h}x{w} at {offset} do not fit a {frame_h}x{frame_w} frame"
         )
+    if count == 0:  # np.split below would give one empty chunk: a run for a mask not there
+        return []
     total = frame_h * frame_w
     # Column-major, each column padded with background above and below: every foreground run
     # then starts and ends inside its column, at a change of value.
