@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from common import interleaved, machine, peak_rss_during, sample_image, seeded_model
-from segany.embedding import Embedding, prepare_image
-from segany.precision import optimize
-from segany.predictor import Predictor
+from segany.fast.precision import optimize
+from segany.inference.embedding import Embedding, prepare_image
+from segany.inference.predictor import Predictor
 
 OFFICIAL = "official fp32"
 

@@ -25,10 +25,10 @@ from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
 
 from conftest import SMALL, build_official, make_pair, random_image
 from segany import SamAutomaticMaskGenerator
-from segany.automatic import PRESETS, MaskTable
+from segany.automatic.generator import PRESETS, MaskTable
+from segany.automatic.masks import generate_crop_boxes, rle_to_mask
 from segany.checkpoints import bundled_weights_path, load
 from segany.data.scenes import SceneConfig, generate_scene
-from segany.masks import generate_crop_boxes, rle_to_mask
 from segany.testing import region_mask_head
 
 TOL = 1e-4
@@ -278,7 +278,7 @@ def test_explicit_point_grids_match_official(setup):
 def test_stability_bound_skips_upscaling(setup, monkeypatch):
     """Masks whose stability provably fails are never upscaled (that the records stay the
     official ones is the "filters on" parity case)."""
-    import segany.automatic as automatic
+    import segany.automatic.generator as automatic
 
     upscaled = []
     original = automatic.upscale_logits

@@ -9,7 +9,7 @@ import pytest
 
 from segany.data.datasets import GeneratedScenes, MaskSample
 from segany.evaluate import centre_click, evaluate, next_click
-from segany.predictor import Prediction
+from segany.inference.predictor import Prediction
 
 
 def test_centre_click_is_farthest_from_the_boundary():

@@ -10,7 +10,7 @@ import torch
 from pycocotools import mask as mask_utils
 from segment_anything.utils import amg as official
 
-from segany import masks
+from segany.automatic import masks
 from segany.modeling.sam import upscale_logits, upscale_to_masks
 from segany.utils import amg as dropin
 

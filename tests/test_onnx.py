@@ -27,7 +27,6 @@ from conftest import SMALL, make_pair, random_image  # noqa: E402
 from segany import Embedding, Predictor  # noqa: E402
 from segany.checkpoints import save_checkpoint  # noqa: E402
 from segany.cli import main as cli_main  # noqa: E402
-from segany.embedding import encoder_id  # noqa: E402
 from segany.export import (  # noqa: E402
     OnnxPredictor,
     export_decoder,
@@ -45,8 +44,9 @@ from segany.export.decoder import (  # noqa: E402
     stability_score,
 )
 from segany.export.encoder import resize_like_pil  # noqa: E402
+from segany.inference.embedding import encoder_id  # noqa: E402
+from segany.inference.transforms import preprocess_shape, resize_image  # noqa: E402
 from segany.modeling.prompt_encoder import labelled_points  # noqa: E402
-from segany.transforms import preprocess_shape, resize_image  # noqa: E402
 
 # Standard decoder (256-dim, 64x64 grid, 256x256 low-res masks), one-block encoder.
 DECODER_CONFIG = SMALL.with_encoder(

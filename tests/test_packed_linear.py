@@ -1,4 +1,4 @@
-"""bf16 linear layers on oneDNN-packed weights (``segany.packed_linear``): the numbers of
+"""bf16 linear layers on oneDNN-packed weights (``segany.fast.packed_linear``): the numbers of
 ``nn.Linear`` (and of linear + GELU when fused), a weight change is picked up, copies and
 pickles work, and ``optimize(..., "bf16")`` packs the encoder."""
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from segany.fast.packed_linear import PackedLinear, pack_linear_layers, packing_available
 from segany.modeling.common import MLPBlock
-from segany.packed_linear import PackedLinear, pack_linear_layers, packing_available
 
 pytestmark = pytest.mark.skipif(not packing_available(), reason="no oneDNN bf16 packing here")
 BF16_ATOL = 0.05  # a few bf16 roundings of values of order 1
@@ -73,7 +73,7 @@ def test_packed_linear_falls_back_with_autograd():
 
 
 def test_bf16_optimize_packs_the_encoder(small_model):
-    from segany.precision import optimize
+    from segany.fast.precision import optimize
 
     model = optimize(copy.deepcopy(small_model), "bf16")
     layers = [m for m in model.image_encoder.modules() if isinstance(m, nn.Linear)]

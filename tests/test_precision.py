@@ -1,4 +1,4 @@
-"""Precision modes and compilation (``segany.precision``): every mode loads and runs, bf16 and
+"""Precision modes and compilation (``segany.fast.precision``): every mode loads and runs, bf16 and
 int8 masks agree with fp32 ones, fp32 stays the exact path, a compiled encoder does not
 recompile for a second image, and the CLI takes ``--precision``."""
 
@@ -16,12 +16,12 @@ import torch
 import segany
 from conftest import SMALL, random_image
 from segany import Predictor, build_model, save_checkpoint
+from segany.fast.precision import PRECISIONS, optimize
 from segany.modeling.image_encoder import (
     blockwise_rel_pos_attention,
     decomposed_rel_pos_terms,
     rel_pos_attention,
 )
-from segany.precision import PRECISIONS, optimize
 from segany.testing import random_state_dict, region_mask_head
 
 

@@ -13,8 +13,8 @@ import torch
 
 from conftest import random_image
 from segany import Embedding, InteractiveSession, Predictor, SamPredictor, mask_to_logits
-from segany.predictor import decode_prompts
-from segany.prompts import build_prompt_batch
+from segany.inference.predictor import decode_prompts
+from segany.inference.prompts import build_prompt_batch
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from segany.automatic.masks import masks_to_boxes
 from segany.data import (
     CocoInstances,
     GeneratedScenes,
@@ -19,7 +20,6 @@ from segany.data import (
     write_generated_shards,
 )
 from segany.formats import decode_coco_rle, encode_coco_rle, mask_bbox_xywh, read_sa1b
-from segany.masks import masks_to_boxes
 from segany.train.batching import collate, prepare_example
 
 

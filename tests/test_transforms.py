@@ -9,7 +9,7 @@ import torch
 from segment_anything.utils.transforms import ResizeLongestSide as OfficialResize
 
 from conftest import random_image
-from segany.transforms import ResizeLongestSide, preprocess_shape, resize_image
+from segany.inference.transforms import ResizeLongestSide, preprocess_shape, resize_image
 from segany.utils.transforms import ResizeLongestSide as DropInResize
 
 SIZES = [

@@ -9,8 +9,7 @@ Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .allocator import keep_freed_memory
-from .automatic import SamAutomaticMaskGenerator
+from .automatic.generator import SamAutomaticMaskGenerator
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
 from .compat import (
     SamPredictor,
@@ -21,12 +20,13 @@ from .compat import (
     sam_model_registry,
 )
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
-from .embedding import Embedding
 from .export import OnnxPredictor, export_onnx, load_onnx
+from .fast.allocator import keep_freed_memory
+from .fast.precision import PRECISIONS, optimize
+from .inference.embedding import Embedding
+from .inference.predictor import Prediction, Predictor
+from .inference.session import InteractiveSession, mask_to_logits
 from .modeling import Sam, build_model
-from .precision import PRECISIONS, optimize
-from .predictor import Prediction, Predictor
-from .session import InteractiveSession, mask_to_logits
 
 try:
     __version__ = version("segany")

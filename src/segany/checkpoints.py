@@ -15,8 +15,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
+from .fast.precision import check_precision, optimize
 from .modeling.sam import Sam, build_model
-from .precision import check_precision, optimize
 
 CONFIG_METADATA_KEY = "segany_config"
 BUNDLED_WEIGHTS = {"tiny": "tiny.safetensors"}
@@ -249,7 +249,7 @@ def load(
     ``name_or_path`` is a bundled model name (``tiny``), an official type (``vit_b``,
     ``vit_l``, ``vit_h``; then ``checkpoint`` is required), or a weights file alone.
     ``precision`` (``fp32``, ``bf16``, ``int8``) and ``compile`` apply to the image encoder
-    (see :func:`segany.precision.optimize`).
+    (see :func:`segany.fast.precision.optimize`).
     """
     check_precision(precision)  # before reading weights
     name = str(name_or_path)

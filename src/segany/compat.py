@@ -11,11 +11,11 @@ import torch
 
 from .checkpoints import load_checkpoint
 from .config import get_config
-from .embedding import Embedding, check_image, encoder_id
+from .inference.embedding import Embedding, check_image, encoder_id
+from .inference.predictor import decode_prompts, shared_decoder
+from .inference.prompts import PromptBatch, build_prompt_batch
+from .inference.transforms import ResizeLongestSide
 from .modeling.sam import Sam, build_model
-from .predictor import decode_prompts, grid_decoder
-from .prompts import PromptBatch, build_prompt_batch
-from .transforms import ResizeLongestSide
 
 
 class PromptShapeError(ValueError, AssertionError):
@@ -54,7 +54,7 @@ class SamPredictor:
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self._encoder_id = encoder_id(sam_model)
-        self._grid = grid_decoder(sam_model)
+        self._decoder = shared_decoder(sam_model)
         self.reset_image()
 
     @property
@@ -157,7 +157,7 @@ class SamPredictor:
             require_inside=False,
         )
         masks, iou, low_res = decode_prompts(
-            self.model, self._grid, embedding, prompts, multimask_output, return_logits
+            self.model, self._decoder, embedding, prompts, multimask_output, return_logits
         )
         return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
@@ -181,7 +181,7 @@ class SamPredictor:
             raise ValueError("empty prompt: give point_coords, boxes or mask_input")
         prompts = PromptBatch(point_coords, point_labels, boxes, mask_input)
         return decode_prompts(
-            self.model, self._grid, embedding, prompts, multimask_output, return_logits
+            self.model, self._decoder, embedding, prompts, multimask_output, return_logits
         )
 
     def get_image_embedding(self) -> torch.Tensor:

@@ -11,8 +11,8 @@ import sys
 from typing import NoReturn
 
 from .. import __version__
-from ..allocator import keep_freed_memory
 from ..checkpoints import CheckpointError
+from ..fast.allocator import keep_freed_memory
 
 USAGE_ERROR = 2
 
@@ -30,26 +30,21 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..data import cli as data_cli
-    from ..evaluate import cli as eval_cli
-    from ..export.cli import add_export_parser
-    from ..train import cli as train_cli
-    from . import demo, embed, everything, segment, serve
+    from . import data, demo, embed, evaluate, everything, export, segment, serve, train
 
     parser = Parser(prog="segany", description="Segment Anything, from scratch.")
     parser.add_argument("--version", action="version", version=f"segany {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for room in (segment, everything, embed, demo, serve, data_cli, train_cli, eval_cli):
+    for room in (segment, everything, embed, demo, serve, data, train, evaluate, export):
         room.register(sub)
-    add_export_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    keep_freed_memory()  # a process of its own: reuse freed tensors' pages (segany.allocator)
+    keep_freed_memory()  # a process of its own: reuse freed tensors' pages (segany.fast.allocator)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

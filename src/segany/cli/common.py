@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..precision import PRECISIONS
-from ..predictor import Predictor
+from ..fast.precision import PRECISIONS
+from ..inference.predictor import Predictor
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -136,7 +136,7 @@ def _write_png_folder(folder: Path, records: list[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..automatic import SamAutomaticMaskGenerator
+    from ..automatic.generator import SamAutomaticMaskGenerator
     from ..formats.coco import CocoDataset
     from ..formats.files import atomic_write_text
     from ..formats.images import read_image

@@ -60,12 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..embedding import Embedding
     from ..formats import encode_coco_rle, mask_bbox_xywh
     from ..formats.files import atomic_write_text
     from ..formats.images import read_image
     from ..formats.pictures import cutout, draw_overlay, mask_png, write_png
     from ..formats.polygons import mask_to_polygons
+    from ..inference.embedding import Embedding
 
     if not args.point and args.box is None:
         raise CliError("empty prompt: give at least one --point X,Y[,LABEL] or a --box X0,Y0,X1,Y1")

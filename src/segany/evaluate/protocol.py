@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.datasets import MaskSample
-from ..predictor import Prediction
+from ..inference.predictor import Prediction
 from .clicks import centre_click, next_click
 
 DEFAULT_CLICKS = (1, 2, 3, 5, 9)

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..embedding import encoder_id
+from ..inference.embedding import encoder_id
+from ..inference.transforms import preprocess_shape
 from ..modeling.sam import Sam, normalize_and_pad
-from ..transforms import preprocess_shape
 from .common import DEFAULT_OPSET, gelu_approximation, trace_to_onnx
 
 DUMMY_IMAGE_SIZE = (600, 800)

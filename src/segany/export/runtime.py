@@ -1,6 +1,6 @@
 """The onnxruntime backend: :class:`OnnxPredictor` has :class:`~segany.Predictor`'s methods
 and types (:class:`~segany.Embedding` in, :class:`~segany.Prediction` out), with prompts
-checked and mapped by the same :func:`~segany.prompts.build_prompt_batch`.
+checked and mapped by the same :func:`~segany.inference.prompts.build_prompt_batch`.
 
 Embeddings are interchangeable with the PyTorch predictor's (same encoder fingerprint), so a
 server can embed with one backend and decode with the other.
@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from ..config import PIXEL_MEAN, PIXEL_STD, SamConfig
-from ..embedding import Embedding, check_image
+from ..inference.embedding import Embedding, check_image
+from ..inference.predictor import Prediction
+from ..inference.prompts import build_prompt_batch
+from ..inference.transforms import preprocess_shape, resize_image
 from ..modeling.mask_decoder import output_slice
 from ..modeling.prompt_encoder import labelled_points
 from ..modeling.sam import normalize_and_pad
-from ..predictor import Prediction
-from ..prompts import build_prompt_batch
-from ..transforms import preprocess_shape, resize_image
 from .common import METADATA_PREFIX, require
 from .decoder import INPUT_NAMES, OUTPUT_NAMES
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from ..masks import box_xyxy_to_xywh, masks_to_boxes
+from ..automatic.masks import box_xyxy_to_xywh, masks_to_boxes
 
 
 def encode_coco_rle(mask: np.ndarray) -> dict[str, Any]:

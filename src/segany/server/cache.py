@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..embedding import Embedding
 from ..formats.files import atomic_write_bytes
+from ..inference.embedding import Embedding
 
 KEY_PATTERN = r"^[0-9a-f]{64}$"
 _KEY = re.compile(KEY_PATTERN)

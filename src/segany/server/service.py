@@ -23,17 +23,17 @@ from typing import Any, TypeVar
 import numpy as np
 from anyio import to_thread
 
-from ..automatic import SamAutomaticMaskGenerator
+from ..automatic.generator import SamAutomaticMaskGenerator
 from ..config import SamConfig
 from ..data.scenes import generate_scene
-from ..embedding import Embedding, encoder_id
 from ..formats.coco import CocoDataset
 from ..formats.images import ImageTooLargeError, NotAnImageError, decode_image
 from ..formats.pictures import cutout, mask_png, png_bytes
 from ..formats.rle import decode_coco_rle, encode_coco_rle, mask_bbox_xywh
+from ..inference.embedding import Embedding, encoder_id
+from ..inference.predictor import Predictor
+from ..inference.transforms import check_resizable
 from ..modeling.sam import Sam
-from ..predictor import Predictor
-from ..transforms import check_resizable
 from .cache import CacheEntry, EmbeddingCache, check_key, content_key
 from .limits import Limits
 from .schemas import EMBEDDING_DTYPES, ExportRequest

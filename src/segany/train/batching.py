@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..automatic.masks import masks_to_boxes
 from ..data.datasets import MaskSample
-from ..masks import masks_to_boxes
-from ..transforms import preprocess_shape, resize_image
+from ..inference.transforms import preprocess_shape, resize_image
 
 
 @dataclass(frozen=True)

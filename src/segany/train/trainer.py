@@ -245,7 +245,7 @@ class Trainer:
         if self.rank != 0 or not self.config.eval_data:
             return {}
         from ..evaluate.protocol import evaluate
-        from ..predictor import Predictor
+        from ..inference.predictor import Predictor
 
         self.model.eval()
         try:

@@ -1,5 +1,5 @@
 """Drop-in for ``segment_anything.utils.transforms``."""
 
-from ..transforms import ResizeLongestSide
+from ..inference.transforms import ResizeLongestSide
 
 __all__ = ["ResizeLongestSide"]

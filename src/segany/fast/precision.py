@@ -2,7 +2,7 @@
 
 ``fp32`` is the parity path (the model as built). ``bf16`` runs the image encoder with bfloat16
 weights and activations (inputs cast on the way in, embeddings back to float32 on the way out;
-on the CPU its linear layers run on oneDNN-packed weights, see :mod:`segany.packed_linear`),
+on the CPU its linear layers run on oneDNN-packed weights, see :mod:`segany.fast.packed_linear`),
 ``int8`` replaces the encoder's linear layers with dynamically quantized int8 ones. The prompt
 encoder and mask decoder always stay float32. ``compile`` wraps the image encoder in
 ``torch.compile`` with static shapes: every image reaches it as the same padded square, so it
@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .embedding import encoder_id
-from .modeling.sam import Sam
+from ..inference.embedding import encoder_id
+from ..modeling.sam import Sam
 from .packed_linear import pack_linear_layers
 
 PRECISIONS = ("fp32", "bf16", "int8")

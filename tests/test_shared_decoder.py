@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import SMALL, make_pair
-from segany.grid_decoder import GridDecoder, Workspace
+from segany.fast.shared_decoder import SharedImageDecoder, Workspace
 
 ATOL = 1e-4
 
@@ -25,7 +25,7 @@ def _inputs(config, count: int, seed: int):
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("multimask", [True, False])
-def test_grid_decoder_matches_mask_decoder(depth, multimask):
+def test_shared_decoder_matches_mask_decoder(depth, multimask):
     config = dataclasses.replace(SMALL, decoder=dataclasses.replace(SMALL.decoder, depth=depth))
     ours, theirs = make_pair(config, seed=depth)
     features, points, labels = _inputs(config, 12, seed=depth)
@@ -35,7 +35,7 @@ def test_grid_decoder_matches_mask_decoder(depth, multimask):
         official_low_res, official_iou = theirs.mask_decoder(
             features, theirs.prompt_encoder.get_dense_pe(), sparse, dense, multimask
         )
-        decoder = GridDecoder(ours)
+        decoder = SharedImageDecoder(ours)
         decoded = decoder.decode(decoder.image(features), sparse, multimask=multimask)
         index = torch.tensor([0, 5, 11, 5])
         masks = decoder.masks(decoded, index)
@@ -52,7 +52,7 @@ def test_grid_decoder_matches_mask_decoder(depth, multimask):
 
 
 @pytest.mark.parametrize("mask_batch", [1, 5])
-def test_grid_decoder_takes_mask_inputs(mask_batch):
+def test_shared_decoder_takes_mask_inputs(mask_batch):
     """Previous low-res logits change the image side through the folded mask embedding: the
     numbers of the plain decoder and the official one, one mask for all prompts or one each."""
     ours, theirs = make_pair(SMALL, seed=8)
@@ -64,7 +64,7 @@ def test_grid_decoder_takes_mask_inputs(mask_batch):
         official_low_res, official_iou = theirs.mask_decoder(
             features, theirs.prompt_encoder.get_dense_pe(), sparse, dense, True
         )
-        decoder = GridDecoder(ours)
+        decoder = SharedImageDecoder(ours)
         assert decoder.accepts_masks
         image = decoder.image(features)
         decoded = decoder.decode(image, sparse, mask_input=mask_input)
@@ -75,11 +75,11 @@ def test_grid_decoder_takes_mask_inputs(mask_batch):
     assert (decoded.iou - plain.iou).abs().max() > 1e-3  # the mask input did change things
 
 
-def test_grid_decoder_decodes_in_chunks_alike(small_model):
+def test_shared_decoder_decodes_in_chunks_alike(small_model):
     """Chunks of prompts sharing one workspace (each batch overwrites the last one's buffers,
     the last batch smaller; the mask head in pieces) give the IoU and masks of one batch."""
     features, points, labels = _inputs(SMALL, 10, seed=7)
-    decoder = GridDecoder(small_model)
+    decoder = SharedImageDecoder(small_model)
     workspace = Workspace()
     with torch.inference_mode():
         sparse, _ = small_model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
@@ -97,10 +97,10 @@ def test_grid_decoder_decodes_in_chunks_alike(small_model):
     torch.testing.assert_close(torch.cat(ious), whole.iou, atol=1e-6, rtol=0)
 
 
-def test_grid_decoder_follows_weight_updates():
+def test_shared_decoder_follows_weight_updates():
     ours, _ = make_pair(SMALL, seed=4)
     features, points, labels = _inputs(SMALL, 3, seed=4)
-    decoder = GridDecoder(ours)
+    decoder = SharedImageDecoder(ours)
     with torch.inference_mode():
         sparse, _ = ours.prompt_encoder(points=(points, labels), boxes=None, masks=None)
         before = decoder.decode(decoder.image(features), sparse).iou

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .shards import write_generated_shards
+    from ..data.shards import write_generated_shards
 
     if args.count < 1:
         raise ValueError("--count must be at least 1")

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .modeling.sam import Sam
-from .modeling.transformer import Attention
+from ..modeling.sam import Sam
+from ..modeling.transformer import Attention
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class DecodedPrompts:
     The final attention has run for the IoU token only; for the mask head, ``mask_queries`` and
     ``mask_query_pe`` ``(P, C, D)`` hold the output mask tokens before it (the first being mask
     token ``first_token``) and ``keys`` ``(P, N, D)`` the updated image tokens of ``image`` (in
-    the workspace :meth:`GridDecoder.decode` was given, if any: valid until its next use).
+    the workspace :meth:`SharedImageDecoder.decode` was given, if any: valid until its next use).
     """
 
     iou: Tensor
@@ -187,8 +187,8 @@ class DecodedPrompts:
 
 
 class Workspace:
-    """Buffers for the image-token-sized tensors of :meth:`GridDecoder.decode` and
-    :meth:`GridDecoder.masks`, reused from one batch of prompts to the next.
+    """Buffers for the image-token-sized tensors of :meth:`SharedImageDecoder.decode` and
+    :meth:`SharedImageDecoder.masks`, reused from one batch of prompts to the next.
 
     On CPU a fresh tensor of tens of MiB costs more than a pass over it: the allocator maps new
     pages that the kernel faults in and zeroes, batch after batch. A tensor taken from a
@@ -245,7 +245,7 @@ def _heads(x: Tensor, heads: int) -> Tensor:
     return x.unflatten(-1, (heads, -1))
 
 
-class GridDecoder:
+class SharedImageDecoder:
     """Decode many prompts against a shared image embedding (with or without mask inputs).
 
     Use :meth:`image` once per embedding, :meth:`decode` for batches of sparse prompt embeddings
@@ -259,7 +259,7 @@ class GridDecoder:
         self.decoder = model.mask_decoder
         self.transformer = self.decoder.transformer
         if self.transformer.depth < 1:
-            raise ValueError("the grid decoder needs a transformer with at least one block")
+            raise ValueError("the shared-image decoder needs a transformer with at least one block")
         self._folded: tuple[tuple[int, ...], _Folded] | None = None
 
     def _folded_weights(self) -> _Folded:

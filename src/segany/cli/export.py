@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_output_path
+from ..export.common import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_output_path
 
 
-def add_export_parser(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Register ``export onnx`` on the ``segany`` command's subparsers."""
     export = subparsers.add_parser("export", help="export the model to other formats")
     formats = export.add_subparsers(dest="format", required=True)
@@ -88,7 +88,7 @@ def run_export_weights(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from ..checkpoints import load
-    from . import export_onnx
+    from ..export import export_onnx
 
     # Fail on unwritable outputs before spending time loading weights.
     check_output_path(args.output)

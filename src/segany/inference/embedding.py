@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .modeling.sam import Sam
+from ..modeling.sam import Sam
 from .transforms import resize_image
 
 T = TypeVar("T")

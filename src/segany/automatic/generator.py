@@ -7,14 +7,14 @@ and across crops, optionally cleaned of small holes and islands. The records are
 
 Where the time goes, and what segany does about it (see ``BENCHMARKS.md``):
 
-- the decoder runs per point against one shared image embedding: :class:`GridDecoder` computes
+- the decoder runs per point against one shared image embedding: :class:`SharedImageDecoder` computes
   the image side once and folds the attention projections into the prompt side;
 - the predicted-IoU filter does not depend on resolution, so it runs first: the mask head and
   the upscaling run only for the masks that passed it;
 - stability needs the upscaled logits to give the official answer, but every upscaled logit is
   a convex combination of a few low-res ones, which bounds the score from the low-res logits:
   masks whose bound is under the threshold are dropped without upscaling (the same answer,
-  provably: :class:`~segany.masks.UpscaleFootprint`); the rest are upscaled a few at a time
+  provably: :class:`~segany.automatic.masks.UpscaleFootprint`); the rest are upscaled a few at a time
   and dropped once run-length encoded, so memory is bounded by a handful of full-size masks,
   not by 3 x ``points_per_batch``;
 - run-length encoding places crop masks in the image frame arithmetically, without padding.
@@ -33,8 +33,11 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_area
 
-from .embedding import check_image
-from .grid_decoder import GridDecoder, SharedImage, Workspace
+from ..fast.shared_decoder import SharedImage, SharedImageDecoder, Workspace
+from ..inference.embedding import check_image
+from ..inference.predictor import Predictor
+from ..inference.transforms import scale_coords
+from ..modeling.sam import Sam, upscale_logits
 from .masks import (
     UpscaleFootprint,
     box_xyxy_to_xywh,
@@ -49,9 +52,6 @@ from .masks import (
     rle_to_mask,
     stability_score,
 )
-from .modeling.sam import Sam, upscale_logits
-from .predictor import Predictor
-from .transforms import scale_coords
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
@@ -235,7 +235,7 @@ class SamAutomaticMaskGenerator:
         self.preset: str | None = preset
         self.point_grids = _check_settings(settings)
         self.predictor = Predictor(model)
-        self.decoder = GridDecoder(model)
+        self.decoder = SharedImageDecoder(model)
 
     @property
     def model(self) -> Sam:

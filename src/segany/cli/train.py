@@ -6,8 +6,8 @@ import argparse
 import json
 from dataclasses import fields
 
-from .simulation import SimulationConfig
-from .trainer import PARTS, TrainConfig, Trainer
+from ..train.simulation import SimulationConfig
+from ..train.trainer import PARTS, TrainConfig, Trainer
 
 EXAMPLES = """examples:
   # the bundled tiny model's recipe (see README): generated scenes, from scratch

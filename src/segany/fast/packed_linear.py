@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .grid_decoder import tensors_version
+from .shared_decoder import tensors_version
 
 FUSABLE = {"none": "none", "tanh": "tanh"}  # nn.GELU(approximate=...) -> oneDNN's algorithm
 

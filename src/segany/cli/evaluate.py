@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .protocol import DEFAULT_CLICKS
+from ..evaluate.protocol import DEFAULT_CLICKS
 
 EXAMPLES = """examples:
   segany eval --data generated:1000000:200 --model tiny
@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoints import load
     from ..data.datasets import open_dataset
-    from ..predictor import Predictor
-    from .protocol import evaluate
+    from ..evaluate.protocol import evaluate
+    from ..inference.predictor import Predictor
 
     datasets = {Path(spec).name or spec: open_dataset(spec, args.images) for spec in args.data}
     predictor = Predictor(load(args.model, args.checkpoint, device=args.device))
