@@ -29,12 +29,12 @@ from conftest import random_image  # noqa: E402
 from segany import InteractiveSession, Predictor, build_model  # noqa: E402
 from segany.checkpoints import bundled_weights_path, load  # noqa: E402
 from segany.config import TINY  # noqa: E402
+from segany.data.samples import SAMPLE_SEEDS  # noqa: E402
 from segany.data.scenes import generate_scene  # noqa: E402
 from segany.formats.rle import decode_coco_rle, encode_coco_rle  # noqa: E402
 from segany.server import SegmentService, create_app  # noqa: E402
 from segany.server.app import STATIC_DIR  # noqa: E402
 from segany.server.live import PageDriver, chromium_options, chromium_path, live_server  # noqa: E402
-from segany.server.service import SAMPLE_SEEDS  # noqa: E402
 from segany.testing import random_state_dict  # noqa: E402
 
 pytestmark = pytest.mark.browser

@@ -18,11 +18,11 @@ import torch
 
 from segany import Predictor, SamAutomaticMaskGenerator, build_model, load
 from segany.checkpoints import bundled_weights_path
-from segany.cli.demo import largest_whole_object
 from segany.config import get_config
 from segany.data.datasets import open_dataset
 from segany.data.scenes import generate_scene
 from segany.evaluate.clicks import centre_click
+from segany.evaluate.demo import largest_whole_object
 from segany.evaluate.protocol import evaluate, mask_iou
 from segany.formats import read_sa1b
 from segany.formats.pictures import write_png

@@ -12,6 +12,11 @@ def register(subparsers: Any) -> None:
     """Register ``export onnx`` on the ``segany`` command's subparsers."""
     export = subparsers.add_parser("export", help="export the model to other formats")
     formats = export.add_subparsers(dest="format", required=True)
+    _register_onnx(formats)
+    _register_safetensors(formats)
+
+
+def _register_onnx(formats: Any) -> None:
     onnx = formats.add_parser(
         "onnx",
         help="ONNX decoder (official interface), optional encoder, optional int8 copies",
@@ -61,6 +66,9 @@ def register(subparsers: Any) -> None:
         help="also return stability_scores and areas of the upscaled masks",
     )
     onnx.set_defaults(func=run_export)
+
+
+def _register_safetensors(formats: Any) -> None:
     weights = formats.add_parser(
         "safetensors",
         help="segany's own weights format, optionally in float16 (how the bundled model ships)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import fields
+from typing import Any
 
 from ..train.simulation import SimulationConfig
 from ..train.trainer import PARTS, TrainConfig, Trainer
@@ -39,16 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output", required=True, help="run folder: last.pt, model.safetensors, log.jsonl"
     )
-    for f in fields(TrainConfig):
-        if f.name in ("data", "output", "simulation", "freeze", "milestones", "eval_clicks"):
-            continue
-        value = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        else:
-            kind = type(value) if value is not None else str
-            parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
+    skip = ("data", "output", "simulation", "freeze", "milestones", "eval_clicks")
+    add_field_flags(parser, defaults, skip)
     parser.add_argument(
         "--freeze",
         action="append",
@@ -63,15 +56,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=defaults.milestones,
         help="lr decay points as fractions of --steps",
     )
-    sim = SimulationConfig()
-    for f in fields(SimulationConfig):
-        value = getattr(sim, f.name)
+    add_field_flags(parser, SimulationConfig())
+    parser.set_defaults(func=run)
+
+
+def add_field_flags(
+    parser: argparse.ArgumentParser, defaults: Any, skip: tuple[str, ...] = ()
+) -> None:
+    """One ``--field-name`` flag per field of the dataclass instance ``defaults`` (booleans as
+    ``--x/--no-x``), except the fields named in ``skip``."""
+    for f in fields(defaults):
+        if f.name in skip:
+            continue
+        value = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
-            parser.add_argument(flag, type=type(value), default=value, help=f"default: {value}")
-    parser.set_defaults(func=run)
+            kind = type(value) if value is not None else str
+            parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
 
 
 def run(args: argparse.Namespace) -> int:

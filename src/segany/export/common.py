@@ -5,7 +5,7 @@ Exporter: the TorchScript one (``torch.onnx.export(..., dynamo=False)``), which 
 torch this package supports and needs no onnxscript. The decoder's output size depends on the
 *values* of ``orig_im_size``; tracing records that as ``Shape``/``Slice`` arithmetic. The
 dynamo exporter also handles our wrapper on torch 2.14 (it rejects the official one, whose
-``int(...)`` crop is data-dependent), but exported 8x slower and gave a graph about 30% slower
+``int(...)`` crop is data-dependent), but exports far more slowly and gives a slower graph
 in onnxruntime, so it is not used. The TorchScript exporter is deprecated upstream: revisit
 when torch drops it.
 """
@@ -116,28 +116,37 @@ def trace_to_onnx(
                 dynamo=False,
             )
         proto = onnx.load(str(traced), load_external_data=True)
-        for key, value in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key = METADATA_PREFIX + key
-            entry.value = value if isinstance(value, str) else json.dumps(value)
         for output in proto.graph.output:
             if output_shapes and output.name in output_shapes:
                 _set_shape(output, output_shapes[output.name])
         size = sum(t.ByteSize() for t in proto.graph.initializer)
         if external_data is None:
             external_data = size > PROTOBUF_LIMIT - 2**26  # leave room for the graph itself
-        data_file = path.with_name(path.name + ".data")
-        if data_file.exists():
-            data_file.unlink()
-        onnx.save_model(
-            proto,
-            str(path),
-            save_as_external_data=external_data,
-            all_tensors_to_one_file=True,
-            location=data_file.name,
-            size_threshold=1024,
-        )
+        save_graph(proto, path, metadata, external_data)
     return path
+
+
+def save_graph(proto: Any, path: Path, metadata: Mapping[str, Any], external_data: bool) -> None:
+    """Write the ``onnx.ModelProto`` to ``path`` with ``metadata`` added as ``segany.*``
+    properties (non-strings as json); weights in ``<name>.data`` beside it when
+    ``external_data``."""
+    import onnx
+
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key = METADATA_PREFIX + key
+        entry.value = value if isinstance(value, str) else json.dumps(value)
+    data_file = path.with_name(path.name + ".data")
+    if data_file.exists():
+        data_file.unlink()  # onnx appends to an existing data file
+    onnx.save_model(
+        proto,
+        str(path),
+        save_as_external_data=external_data,
+        all_tensors_to_one_file=True,
+        location=data_file.name,
+        size_threshold=1024,
+    )
 
 
 def _set_shape(value_info: Any, dims: Sequence[int | str]) -> None:

@@ -8,12 +8,13 @@ Convolutions stay fp32: onnxruntime's ``ConvInteger`` is slower than its fp32 co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .common import check_output_path, read_metadata, require
+from .common import check_output_path, read_metadata, require, save_graph
 
 DEFAULT_OP_TYPES = ("MatMul", "Gemm")
 WEIGHT_TYPES = ("qint8", "quint8")
@@ -39,7 +40,8 @@ def quantize_onnx(
     ``weight_type`` is ``qint8`` (signed weights, fastest with VNNI/AMX int8 units) or
     ``quint8`` (what the official script asked for); ``per_channel`` (default) gives each
     output channel its own scale: the same speed, masks closer to fp32 (decoder IoU 0.988
-    against 0.980 per tensor on random weights). Metadata (``segany.*``) is kept, with ``quantized`` added.
+    against 0.980 per tensor on random weights). Metadata (``segany.*``) is kept, with
+    ``quantized`` added.
     """
     require("onnxruntime")
     require("onnx")
@@ -55,11 +57,7 @@ def quantize_onnx(
     if target.resolve() == source.resolve():
         raise ValueError(f"{target}: the quantized graph must not overwrite its source")
     external = source.with_name(source.name + ".data").is_file()
-    data_file = target.with_name(target.name + ".data")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process concerns static quantization
-    try:
+    with _quiet_root_logger():  # its advice to pre-process concerns static quantization
         quantize_dynamic(
             source,
             target,
@@ -69,25 +67,24 @@ def quantize_onnx(
             weight_type=QuantType.QInt8 if weight_type == "qint8" else QuantType.QUInt8,
             use_external_data_format=external,
         )
-    finally:
-        root.setLevel(level)
     # quantize_dynamic drops custom metadata; put ours back with the settings used.
     metadata = read_metadata(source)
     metadata["quantized"] = (
         f"dynamic {weight_type}, per_channel={per_channel}, ops={list(op_types)}"
     )
     proto = onnx.load(str(target), load_external_data=external)
-    if data_file.exists():
-        data_file.unlink()  # onnx appends to an existing data file
     del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = f"segany.{key}", value
-    onnx.save_model(
-        proto,
-        str(target),
-        save_as_external_data=external,
-        all_tensors_to_one_file=True,
-        location=data_file.name,
-    )
+    save_graph(proto, target, metadata, external)
     return target
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """Only errors from the root logger meanwhile."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)

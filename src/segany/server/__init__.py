@@ -7,7 +7,8 @@ mask decoder itself (onnxruntime-web), so a click costs the server nothing.
 
 from .app import create_app
 from .cache import EmbeddingCache, content_key
+from .errors import ApiError
 from .limits import Limits
-from .service import ApiError, SegmentService
+from .service import SegmentService
 
 __all__ = ["ApiError", "EmbeddingCache", "Limits", "SegmentService", "content_key", "create_app"]

@@ -110,6 +110,65 @@ def _resize(logits: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(logits, (size, size), mode="bilinear", align_corners=False)
 
 
+def first_prompts(
+    masks: torch.Tensor, boxes: torch.Tensor, config: SimulationConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass 1's prompts for ``(N, S, S)`` masks with ``(N, 4)`` boxes: a foreground point
+    (+ padding) or the two corners of a noisy box, equal odds. Returns ``(N, 2, 2)`` coords,
+    ``(N, 2)`` labels and ``(N,)`` bool: whether the first pass predicts 3 candidates."""
+    n, size, device = masks.shape[0], masks.shape[-1], masks.device
+    point, _ = sample_points(masks, generator)
+    use_box = (torch.rand(n, generator=generator) < config.box_probability).to(device)
+    corners = noisy_boxes(boxes, config, size, generator).view(n, 2, 2)
+    coords = torch.where(use_box[:, None, None], corners, torch.stack([point, point], dim=1))
+    labels = torch.where(
+        use_box[:, None],
+        torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=device),
+        torch.tensor([1, PADDING_LABEL], device=device),
+    )
+    return coords, labels, ~use_box | config.multimask_for_box
+
+
+def error_click(
+    prediction: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A click on the error of ``(N, S, S)`` bool predictions: ``(N, 1, 2)`` (x, y) and
+    ``(N, 1)`` labels (foreground where the object was missed, background where the
+    prediction spilled over, padding where there is no error)."""
+    size = masks.shape[-1]
+    xy, has_error = sample_points(prediction != masks, generator)
+    missed = masks.flatten(1).gather(1, (xy[:, 1] * size + xy[:, 0]).long()[:, None])[:, 0]
+    label = torch.where(has_error, missed.long(), torch.full_like(missed.long(), PADDING_LABEL))
+    return xy[:, None], label[:, None]
+
+
+@dataclass(frozen=True)
+class _StepInputs:
+    """What every decoder pass of a step shares: ``(N, C, h, w)`` embeddings of each mask's
+    image, the dense positional encoding, the ``(N, S, S)`` bool ground truth, and its
+    ``(N, 1, s, s)`` coverage at the loss size ``s``."""
+
+    per_mask: torch.Tensor
+    image_pe: torch.Tensor
+    masks: torch.Tensor
+    targets: torch.Tensor
+    loss_size: int
+
+
+@dataclass(frozen=True)
+class _PassResult:
+    """One decoder pass: its loss, logged terms, and what the next pass is fed."""
+
+    loss: torch.Tensor
+    focal: float
+    dice: float
+    iou: float
+    chosen_iou: float  # mean IoU of the supervised candidate (first pass only, else 0)
+    preferred_iou: float  # mean IoU of the candidate fed back
+    mask_input: torch.Tensor  # (N, 1, s, s) low-res logits of the candidate fed back
+    prediction: torch.Tensor  # (N, S, S) bool: that candidate at the input size
+
+
 class InteractiveSimulator(nn.Module):
     """Wraps a :class:`Sam` so one ``forward`` is one training step's loss (DDP-friendly)."""
 
@@ -126,92 +185,104 @@ class InteractiveSimulator(nn.Module):
         boxes: torch.Tensor,
         seed: int,
     ) -> StepOutput:
-        """``images``: B resized ``(3, h, w)`` images (0-255); ``masks`` ``(N, S, S)`` bool ground truth in
-        the input frame; ``image_index`` ``(N,)`` image of each mask; ``boxes`` ``(N, 4)`` their
-        XYXY boxes; ``seed`` fixes every random choice of the step."""
-        cfg, model = self.config, self.model
+        """``images``: B resized ``(3, h, w)`` images (0-255); ``masks`` ``(N, S, S)`` bool ground
+        truth in the input frame; ``image_index`` ``(N,)`` image of each mask; ``boxes``
+        ``(N, 4)`` their XYXY boxes; ``seed`` fixes every random choice of the step."""
+        cfg = self.config
         generator = torch.Generator().manual_seed(seed)
-        n, size = masks.shape[0], masks.shape[-1]
+        inputs = self._step_inputs(images, masks, image_index)
+        coords, labels, multimask = first_prompts(masks, boxes, cfg, generator)
+        adds_point = [True, *point_schedule(cfg.passes, cfg.no_point_passes, generator)]
+        mask_input: torch.Tensor | None = None
+        prediction = torch.zeros_like(masks)
+        results: list[_PassResult] = []
+        for step, add in enumerate(adds_point):
+            if step > 0 and add:
+                xy, label = error_click(prediction, masks, generator)
+                coords = torch.cat([coords, xy], dim=1)
+                labels = torch.cat([labels, label], dim=1)
+            multi = multimask if step == 0 else torch.zeros_like(multimask)
+            result = self._decoder_pass(inputs, coords, labels, mask_input, multi, step == 0)
+            mask_input, prediction = result.mask_input, result.prediction
+            results.append(result)
+        return _summary(results)
+
+    def _step_inputs(
+        self, images: list[torch.Tensor], masks: torch.Tensor, image_index: torch.Tensor
+    ) -> _StepInputs:
+        """One encoder pass (without gradients when the encoder is frozen)."""
+        model = self.model
         frozen_encoder = not any(p.requires_grad for p in model.image_encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_encoder):
             embeddings = model.image_encoder(torch.stack([model.preprocess(i) for i in images]))
-        per_mask = embeddings[image_index]
-        image_pe = model.prompt_encoder.get_dense_pe()
         low_size = 4 * model.prompt_encoder.image_embedding_size[0]
-        loss_size = size if cfg.loss_at_input_size else low_size
-        targets = F.adaptive_avg_pool2d(masks[:, None].float(), loss_size)  # (N, 1, s, s) coverage
+        loss_size = masks.shape[-1] if self.config.loss_at_input_size else low_size
+        # (N, 1, s, s) coverage
+        targets = F.adaptive_avg_pool2d(masks[:, None].float(), loss_size)
+        image_pe = model.prompt_encoder.get_dense_pe()
+        return _StepInputs(embeddings[image_index], image_pe, masks, targets, loss_size)
 
-        # pass 1: a foreground point (+ padding) or the two corners of a noisy box
-        point, _ = sample_points(masks, generator)
-        device = masks.device
-        use_box = (torch.rand(n, generator=generator) < cfg.box_probability).to(device)
-        corners = noisy_boxes(boxes, cfg, size, generator).view(n, 2, 2)
-        coords = torch.where(use_box[:, None, None], corners, torch.stack([point, point], dim=1))
-        labels = torch.where(
-            use_box[:, None],
-            torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=device),
-            torch.tensor([1, PADDING_LABEL], device=device),
+    def _decoder_pass(
+        self,
+        inputs: _StepInputs,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask_input: torch.Tensor | None,
+        multi: torch.Tensor,
+        first: bool,
+    ) -> _PassResult:
+        """Decode ``(N, K, 2)`` points with ``(N, K)`` labels; ``multi`` ``(N,)``: supervise the
+        best of tokens 1..3 (an ambiguous first prompt), else token 0."""
+        cfg, model, masks = self.config, self.model, inputs.masks
+        n, size = masks.shape[0], masks.shape[-1]
+        sparse = model.prompt_encoder.embed_labelled_points(coords, labels)
+        dense = model.prompt_encoder.embed_dense(mask_input, n)
+        low_res, iou_pred = model.mask_decoder.predict_masks(
+            inputs.per_mask, inputs.image_pe, sparse, dense
         )
-        multimask = ~use_box | cfg.multimask_for_box
+        low_res, iou_pred = low_res.float(), iou_pred.float()  # losses in fp32 under autocast
+        loss_logits = _resize(low_res, inputs.loss_size)
+        focal = focal_loss(loss_logits, inputs.targets.expand_as(loss_logits))
+        dice = dice_loss(loss_logits, inputs.targets.expand_as(loss_logits))
+        with torch.no_grad():
+            logits = _resize(low_res.detach(), size)
+            actual_iou = mask_iou(logits > 0, masks[:, None].expand_as(logits))
+        mask_loss = cfg.focal_weight * focal + cfg.dice_weight * dice  # (N, 4)
+        best_multi = 1 + mask_loss[:, 1:].argmin(dim=1)
+        chosen = torch.where(multi, best_multi, torch.zeros_like(best_multi))
+        rows = torch.arange(n, device=masks.device)
+        iou_term = self._iou_term((iou_pred - actual_iou) ** 2, multi, rows, chosen)
+        # feed back the candidate the model itself prefers (highest predicted IoU)
+        preferred = torch.where(multi, 1 + iou_pred[:, 1:].argmax(dim=1), torch.zeros_like(chosen))
+        return _PassResult(
+            loss=(mask_loss[rows, chosen] + cfg.iou_weight * iou_term).mean(),
+            focal=float(focal[rows, chosen].detach().mean()),
+            dice=float(dice[rows, chosen].detach().mean()),
+            iou=float(iou_term.detach().mean()),
+            chosen_iou=float(actual_iou[rows, chosen].mean()) if first else 0.0,
+            preferred_iou=float(actual_iou[rows, preferred].mean()),
+            mask_input=low_res[rows, preferred][:, None].detach(),
+            prediction=logits[rows, preferred] > 0,
+        )
 
-        totals = {"focal": 0.0, "dice": 0.0, "iou": 0.0}
-        losses: list[torch.Tensor] = []
-        mask_input: torch.Tensor | None = None
-        adds_point = [True, *point_schedule(cfg.passes, cfg.no_point_passes, generator)]
-        first_iou = last_iou = 0.0
-        prediction = torch.zeros_like(masks)
-        for step, add in enumerate(adds_point):
-            if step > 0 and add:
-                error = prediction != masks
-                xy, has_error = sample_points(error, generator)
-                missed = masks.flatten(1).gather(1, (xy[:, 1] * size + xy[:, 0]).long()[:, None])[
-                    :, 0
-                ]
-                new_label = torch.where(
-                    has_error, missed.long(), torch.full_like(missed.long(), PADDING_LABEL)
-                )
-                coords = torch.cat([coords, xy[:, None]], dim=1)
-                labels = torch.cat([labels, new_label[:, None]], dim=1)
-            sparse = model.prompt_encoder.embed_labelled_points(coords, labels)
-            dense = model.prompt_encoder.embed_dense(mask_input, n)
-            low_res, iou_pred = model.mask_decoder.predict_masks(per_mask, image_pe, sparse, dense)
-            low_res, iou_pred = low_res.float(), iou_pred.float()  # losses in fp32 under autocast
-            loss_logits = _resize(low_res, loss_size)
-            focal = focal_loss(loss_logits, targets.expand_as(loss_logits))
-            dice = dice_loss(loss_logits, targets.expand_as(loss_logits))
-            with torch.no_grad():
-                logits = _resize(low_res.detach(), size)
-                actual_iou = mask_iou(logits > 0, masks[:, None].expand_as(logits))
-            mask_loss = cfg.focal_weight * focal + cfg.dice_weight * dice  # (N, 4)
-            # candidates: tokens 1..3 for an ambiguous first prompt, token 0 otherwise
-            multi = multimask if step == 0 else torch.zeros(n, dtype=torch.bool, device=device)
-            best_multi = 1 + mask_loss[:, 1:].argmin(dim=1)
-            chosen = torch.where(multi, best_multi, torch.zeros_like(best_multi))
-            rows = torch.arange(n, device=device)
-            iou_err = (iou_pred - actual_iou) ** 2
-            if cfg.iou_loss_on_all:
-                iou_term = torch.where(multi, iou_err[:, 1:].mean(dim=1), iou_err[:, 0])
-            else:
-                iou_term = iou_err[rows, chosen]
-            losses.append((mask_loss[rows, chosen] + cfg.iou_weight * iou_term).mean())
-            totals["focal"] += float(focal[rows, chosen].detach().mean())
-            totals["dice"] += float(dice[rows, chosen].detach().mean())
-            totals["iou"] += float(iou_term.detach().mean())
-            # feed back the candidate the model itself prefers (highest predicted IoU)
-            preferred = torch.where(
-                multi, 1 + iou_pred[:, 1:].argmax(dim=1), torch.zeros_like(chosen)
-            )
-            mask_input = low_res[rows, preferred][:, None].detach()
-            prediction = logits[rows, preferred] > 0
-            if step == 0:
-                first_iou = float(actual_iou[rows, chosen].mean())
-            last_iou = float(actual_iou[rows, preferred].mean())
-        passes = len(adds_point)
-        return StepOutput(
-            loss=torch.stack(losses).mean(),
-            focal=totals["focal"] / passes,
-            dice=totals["dice"] / passes,
-            iou_mse=totals["iou"] / passes,
-            first_iou=first_iou,
-            last_iou=last_iou,
-        )
+    def _iou_term(
+        self, iou_err: torch.Tensor, multi: torch.Tensor, rows: torch.Tensor, chosen: torch.Tensor
+    ) -> torch.Tensor:
+        """``(N,)`` IoU-prediction loss from ``(N, 4)`` squared errors: every candidate of the
+        pass (``iou_loss_on_all``), or the chosen one."""
+        if self.config.iou_loss_on_all:
+            return torch.where(multi, iou_err[:, 1:].mean(dim=1), iou_err[:, 0])
+        return iou_err[rows, chosen]
+
+
+def _summary(results: list[_PassResult]) -> StepOutput:
+    """The step's loss (mean over passes) and its logged terms."""
+    passes = len(results)
+    return StepOutput(
+        loss=torch.stack([r.loss for r in results]).mean(),
+        focal=sum(r.focal for r in results) / passes,
+        dice=sum(r.dice for r in results) / passes,
+        iou_mse=sum(r.iou for r in results) / passes,
+        first_iou=results[0].chosen_iou,
+        last_iou=results[-1].preferred_iou,
+    )
