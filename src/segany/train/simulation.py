@@ -137,7 +137,7 @@ class InteractiveSimulator(nn.Module):
             embeddings = model.image_encoder(torch.stack([model.preprocess(i) for i in images]))
         per_mask = embeddings[image_index]
         image_pe = model.prompt_encoder.get_dense_pe()
-        low_size = 4 * model.prompt_encoder.image_embedding_size[0]
+        low_size = model.prompt_encoder.mask_input_size[0]
         loss_size = size if cfg.loss_at_input_size else low_size
         targets = F.adaptive_avg_pool2d(masks[:, None].float(), loss_size)  # (N, 1, s, s) coverage
 
