@@ -168,12 +168,7 @@ class Predictor:
         """
         self.check_embedding(embedding)
         prompts = embedding_prompts(
-            embedding,
-            self.device,
-            points=points,
-            labels=labels,
-            boxes=boxes,
-            mask_input=mask_input,
+            embedding, self.device, points=points, labels=labels, boxes=boxes, mask_input=mask_input
         )
         masks, iou, low_res = decode_prompts(
             self.model, self._decoder, embedding, prompts, multimask, return_logits
