@@ -11,9 +11,9 @@ import torch
 
 from .checkpoints import load_checkpoint
 from .config import get_config
-from .inference.embedding import Embedding, check_image, encoder_id
+from .inference.embedding import Embedding, encoder_id, prepare_image
 from .inference.predictor import decode_prompts, shared_decoder
-from .inference.prompts import PromptBatch, build_prompt_batch
+from .inference.prompts import PromptBatch, convert_image, embedding_prompts
 from .inference.transforms import ResizeLongestSide
 from .modeling.sam import Sam, build_model
 
@@ -47,6 +47,24 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
 }
 
 
+def _check_official_shapes(
+    point_coords: np.ndarray | None,
+    point_labels: np.ndarray | None,
+    box: np.ndarray | None,
+    mask_input: np.ndarray | None,
+) -> None:
+    """Where the official ``SamPredictor.predict`` asserts (one prompt set; the rest is checked
+    by :func:`~segany.inference.prompts.build_prompt_batch`): :class:`PromptShapeError`."""
+    if point_coords is not None and point_labels is None:
+        raise PromptShapeError("point_labels must be supplied if point_coords is supplied.")
+    if box is not None and np.asarray(box).size != 4:
+        raise PromptShapeError(f"box must be one XYXY box of 4 numbers, got shape {np.shape(box)}")
+    if mask_input is not None and np.ndim(mask_input) != 3:
+        raise PromptShapeError(f"mask_input must have shape (1, H, W), got {np.shape(mask_input)}")
+    if point_coords is not None and np.ndim(point_coords) != 2:
+        raise PromptShapeError(f"point_coords must have shape (N, 2), got {np.shape(point_coords)}")
+
+
 class SamPredictor:
     """The official stateful predictor: ``set_image`` once, ``predict`` many times."""
 
@@ -71,13 +89,8 @@ class SamPredictor:
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Embed an ``(H, W, 3)`` uint8 image given as ``RGB`` or ``BGR``."""
-        if image_format not in ("RGB", "BGR"):
-            raise PromptShapeError(f"image_format must be in ['RGB', 'BGR'], is {image_format}.")
-        check_image(image)
-        if image_format != self.model.image_format:
-            image = image[..., ::-1]
-        resized = self.transform.apply_image(np.ascontiguousarray(image))
-        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        image = convert_image(image, image_format, self.model.image_format, PromptShapeError)
+        tensor, _ = prepare_image(self.model, image)
         self.set_torch_image(tensor, image.shape[:2])
 
     @torch.inference_mode()
@@ -131,29 +144,14 @@ class SamPredictor:
         ``point_coords`` ``(N, 2)`` pixels with ``point_labels`` ``(N,)``, one XYXY ``box``,
         ``mask_input`` ``(1, 4h, 4w)`` logits."""
         embedding = self._embedding()
-        if point_coords is not None and point_labels is None:
-            raise PromptShapeError("point_labels must be supplied if point_coords is supplied.")
-        if box is not None and np.asarray(box).size != 4:
-            raise PromptShapeError(
-                f"box must be one XYXY box of 4 numbers, got shape {np.shape(box)}"
-            )
-        if mask_input is not None and np.ndim(mask_input) != 3:
-            raise PromptShapeError(
-                f"mask_input must have shape (1, H, W), got {np.shape(mask_input)}"
-            )
-        if point_coords is not None and np.ndim(point_coords) != 2:
-            raise PromptShapeError(
-                f"point_coords must have shape (N, 2), got {np.shape(point_coords)}"
-            )
-        prompts = build_prompt_batch(
+        _check_official_shapes(point_coords, point_labels, box, mask_input)
+        prompts = embedding_prompts(
+            embedding,
+            self.device,
             points=point_coords,
             labels=point_labels,
             boxes=box,
             mask_input=mask_input,
-            original_size=embedding.original_size,
-            img_size=embedding.img_size,
-            low_res=4 * embedding.features.shape[-1],
-            device=self.device,
             require_inside=False,
         )
         masks, iou, low_res = decode_prompts(

@@ -131,7 +131,9 @@ def stability_score(logits: Tensor, threshold: float, offset: float) -> Tensor:
     logits -> ``(...)`` float32; NaN where both are empty."""
 
     def count(mask: Tensor) -> Tensor:  # int8 sums vectorise far better than bool reductions
-        return mask.view(torch.int8).flatten(-2).sum(-1, dtype=torch.int32)
+        # a traced graph (the ONNX decoder's) has no dtype views: a cast counts the same
+        as_int8 = mask.to(torch.int8) if torch.jit.is_tracing() else mask.view(torch.int8)
+        return as_int8.flatten(-2).sum(-1, dtype=torch.int32)
 
     return count(logits > threshold + offset) / count(logits > threshold - offset)
 

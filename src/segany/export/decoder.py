@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..automatic.masks import stability_score
 from ..inference.embedding import encoder_id
 from ..inference.transforms import preprocess_shape
 from ..modeling.sam import Sam, upscale_logits
@@ -51,14 +52,6 @@ class DecoderExportOptions:
     return_extra_metrics: bool = False
     gelu_approximate: bool = False
     opset: int = DEFAULT_OPSET
-
-
-def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
-    """IoU of the masks thresholded at ``threshold + offset`` and ``threshold - offset``:
-    ``(..., H, W)`` logits -> ``(...)`` float32 (NaN where both are empty)."""
-    inner = (logits > threshold + offset).sum(dim=(-2, -1), dtype=torch.int64)
-    outer = (logits > threshold - offset).sum(dim=(-2, -1), dtype=torch.int64)
-    return inner.to(torch.float32) / outer.to(torch.float32)
 
 
 def select_single_mask(

@@ -1,6 +1,6 @@
 """The onnxruntime backend: :class:`OnnxPredictor` has :class:`~segany.Predictor`'s methods
 and types (:class:`~segany.Embedding` in, :class:`~segany.Prediction` out), with prompts
-checked and mapped by the same :func:`~segany.inference.prompts.build_prompt_batch`.
+checked and mapped by the same :mod:`segany.inference.prompts` as the PyTorch predictors.
 
 Embeddings are interchangeable with the PyTorch predictor's (same encoder fingerprint), so a
 server can embed with one backend and decode with the other.
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from ..config import PIXEL_MEAN, PIXEL_STD, SamConfig
-from ..inference.embedding import Embedding, check_image
+from ..inference.embedding import Embedding, low_res_side
 from ..inference.predictor import Prediction
-from ..inference.prompts import build_prompt_batch
+from ..inference.prompts import check_embedding, convert_images, embedding_prompts
 from ..inference.transforms import preprocess_shape, resize_image
 from ..modeling.mask_decoder import output_slice
 from ..modeling.prompt_encoder import labelled_points
@@ -96,7 +96,7 @@ class OnnxPredictor:
         grid = int(self.decoder.get_inputs()[0].shape[-1])
         self.img_size = int(meta.get("img_size", 16 * grid))
         self.mask_threshold = float(meta.get("mask_threshold", 0.0))
-        self.low_res_size = 4 * grid
+        self.low_res_size = low_res_side(grid)
         self.encoder_id = meta.get("encoder_id", "")
         self.encoder = None
         self.preprocess_in_graph = False
@@ -156,14 +156,10 @@ class OnnxPredictor:
                 "no encoder graph loaded: pass encoder=... (segany export onnx "
                 "--encoder-output), or embed with the PyTorch Predictor"
             )
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        if len(images) == 0:
-            raise ValueError("no images to embed")
-        return [self._embed_one(check_image(image), image_format) for image in images]
+        return [self._embed_one(rgb) for rgb in convert_images(images, image_format)]
 
-    def _embed_one(self, image: np.ndarray, image_format: str) -> Embedding:
-        rgb = np.ascontiguousarray(image[..., ::-1] if image_format == "BGR" else image)
+    def _embed_one(self, rgb: np.ndarray) -> Embedding:
+        """Encode one checked, contiguous RGB ``(H, W, 3)`` uint8 image."""
         original = (rgb.shape[0], rgb.shape[1])
         input_size = preprocess_shape(*original, self.img_size)
         if self.preprocess_in_graph:
@@ -183,13 +179,7 @@ class OnnxPredictor:
 
     def check_embedding(self, embedding: Embedding) -> None:
         """``ValueError`` if the embedding does not belong to this model."""
-        if embedding.img_size != self.img_size or (
-            embedding.encoder_id and self.encoder_id and embedding.encoder_id != self.encoder_id
-        ):
-            raise ValueError(
-                "this embedding was computed by a different image encoder; embed the image again "
-                "with this model"
-            )
+        check_embedding(embedding, self.img_size, self.encoder_id)
 
     def predict(
         self,
@@ -207,15 +197,8 @@ class OnnxPredictor:
         Each of the K prompt sets is one run of the decoder graph.
         """
         self.check_embedding(embedding)
-        prompts = build_prompt_batch(
-            points=points,
-            labels=labels,
-            boxes=boxes,
-            mask_input=mask_input,
-            original_size=embedding.original_size,
-            img_size=embedding.img_size,
-            low_res=self.low_res_size,
-            device=CPU,
+        prompts = embedding_prompts(
+            embedding, CPU, points=points, labels=labels, boxes=boxes, mask_input=mask_input
         )
         count = prompts.size
         merged = labelled_points(prompts.point_pair, prompts.boxes)

@@ -16,7 +16,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..config import LOW_RES_UPSCALE
 from ..modeling.sam import Sam
+from .prompts import check_image
 from .transforms import resize_image
 
 T = TypeVar("T")
@@ -65,6 +67,11 @@ class Embedding:
     def width(self) -> int:
         return self.original_size[1]
 
+    @property
+    def low_res_size(self) -> int:
+        """Side of the low-res mask logits decoded from it (``mask_input``, ``low_res_logits``)."""
+        return low_res_side(self.features.shape[-1])
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as safetensors (features plus geometry in the metadata)."""
         metadata = {
@@ -98,6 +105,12 @@ class Embedding:
         return cls(features, original, input_size, img_size, meta.get("encoder_id", ""))  # type: ignore[arg-type]
 
 
+def low_res_side(grid: int) -> int:
+    """Side of the low-res mask logits for an embedding grid of side ``grid`` (256 for 64): the
+    one rule for embeddings and exported graphs, which carry a grid but no model."""
+    return LOW_RES_UPSCALE * grid
+
+
 def encoder_id(model: Sam) -> str:
     """A short fingerprint of the encoder weights, to catch embeddings used with another model.
     A model converted to another precision keeps the fingerprint of its float32 weights."""
@@ -109,19 +122,6 @@ def encoder_id(model: Sam) -> str:
     for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def check_image(image: np.ndarray) -> np.ndarray:
-    """Validate an ``(H, W, 3)`` uint8 image; ``ValueError`` naming what is wrong."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 with values 0-255, got dtype {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"image is empty: shape {image.shape}")
-    return image
 
 
 def prepare_image(model: Sam, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:

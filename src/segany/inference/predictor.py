@@ -12,7 +12,7 @@ import torch
 from ..fast.shared_decoder import SharedImageDecoder, tensors_version
 from ..modeling.sam import Sam, upscale_to_masks
 from .embedding import Embedding, encoder_id, prepare_image
-from .prompts import PromptBatch, build_prompt_batch
+from .prompts import PromptBatch, check_embedding, convert_images, embedding_prompts
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ class Predictor:
 
     @property
     def low_res_size(self) -> int:
-        return 4 * self.model.prompt_encoder.image_embedding_size[0]
+        """Side of the low-res mask logits (``mask_input``, ``low_res_logits``)."""
+        return self.model.prompt_encoder.mask_input_size[0]
 
     @torch.inference_mode()
     def embed(self, image: np.ndarray, image_format: str = "RGB") -> Embedding:
@@ -125,14 +126,9 @@ class Predictor:
         self, images: Sequence[np.ndarray], image_format: str = "RGB"
     ) -> list[Embedding]:
         """Encode several images in one encoder call."""
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        if len(images) == 0:
-            raise ValueError("no images to embed")
         batch, sizes = [], []
-        for image in images:
-            rgb = image[..., ::-1].copy() if image_format == "BGR" and image.ndim == 3 else image
-            tensor, input_size = prepare_image(self.model, rgb)
+        for image in convert_images(images, image_format):
+            tensor, input_size = prepare_image(self.model, image)
             batch.append(self.model.preprocess(tensor)[0])
             sizes.append(((image.shape[0], image.shape[1]), input_size))
         features = self.model.image_encoder(torch.stack(batch))
@@ -149,13 +145,7 @@ class Predictor:
 
     def check_embedding(self, embedding: Embedding) -> None:
         """``ValueError`` if the embedding does not belong to this model."""
-        if embedding.img_size != self.model.img_size or (
-            embedding.encoder_id and embedding.encoder_id != self._encoder_id
-        ):
-            raise ValueError(
-                "this embedding was computed by a different image encoder; embed the image again "
-                "with this model"
-            )
+        check_embedding(embedding, self.model.img_size, self._encoder_id)
 
     @torch.inference_mode()
     def predict(
@@ -177,15 +167,8 @@ class Predictor:
         Parts broadcast over the K prompt sets. With ``multimask`` each set gets 3 candidates.
         """
         self.check_embedding(embedding)
-        prompts = build_prompt_batch(
-            points=points,
-            labels=labels,
-            boxes=boxes,
-            mask_input=mask_input,
-            original_size=embedding.original_size,
-            img_size=embedding.img_size,
-            low_res=self.low_res_size,
-            device=self.device,
+        prompts = embedding_prompts(
+            embedding, self.device, points=points, labels=labels, boxes=boxes, mask_input=mask_input
         )
         masks, iou, low_res = decode_prompts(
             self.model, self._decoder, embedding, prompts, multimask, return_logits

@@ -1,17 +1,78 @@
-"""Prompt checking and batching: user prompts in original-image pixels -> tensors in the model's
-input frame, with a clear ``ValueError`` for anything malformed."""
+"""Input checking and prompt batching shared by every predictor (:class:`~segany.Predictor`,
+the drop-in ``SamPredictor``, :class:`~segany.export.runtime.OnnxPredictor`): images and their
+channel order, embeddings against a model, and user prompts in original-image pixels -> tensors
+in the model's input frame, with a clear ``ValueError`` for anything malformed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .transforms import scale_boxes, scale_coords
 
+if TYPE_CHECKING:
+    from .embedding import Embedding
+
 VALID_LABELS = (0, 1)  # background, foreground
+IMAGE_FORMATS = ("RGB", "BGR")
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an ``(H, W, 3)`` uint8 image; ``ValueError`` naming what is wrong."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 with values 0-255, got dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def check_image_format(image_format: str, error: type[ValueError] = ValueError) -> None:
+    """``error`` unless ``image_format`` is ``RGB`` or ``BGR`` (the drop-in predictor passes its
+    assertion-compatible subclass)."""
+    if image_format not in IMAGE_FORMATS:
+        raise error(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+
+
+def convert_image(
+    image: np.ndarray,
+    image_format: str,
+    model_format: str = "RGB",
+    error: type[ValueError] = ValueError,
+) -> np.ndarray:
+    """Check an ``(H, W, 3)`` uint8 image given in ``image_format`` and return it contiguous in
+    ``model_format`` (channels reversed where the two differ); ``error`` as in
+    :func:`check_image_format`."""
+    check_image_format(image_format, error)
+    check_image(image)
+    return np.ascontiguousarray(image[..., ::-1] if image_format != model_format else image)
+
+
+def convert_images(images: Sequence[np.ndarray], image_format: str) -> list[np.ndarray]:
+    """:func:`convert_image` to RGB for each of a non-empty batch of images."""
+    check_image_format(image_format)
+    if len(images) == 0:
+        raise ValueError("no images to embed")
+    return [convert_image(image, image_format) for image in images]
+
+
+def check_embedding(embedding: Embedding, img_size: int, encoder_id: str) -> None:
+    """``ValueError`` unless ``embedding`` comes from an encoder with input size ``img_size``
+    and fingerprint ``encoder_id`` (an empty fingerprint on either side matches any)."""
+    if embedding.img_size != img_size or (
+        embedding.encoder_id and encoder_id and embedding.encoder_id != encoder_id
+    ):
+        raise ValueError(
+            "this embedding was computed by a different image encoder; embed the image again "
+            "with this model"
+        )
 
 
 @dataclass(frozen=True)
@@ -175,4 +236,29 @@ def build_prompt_batch(
         labels=_broadcast(label_t, size, "labels"),
         boxes=_broadcast(box_t, size, "boxes"),
         mask_input=_broadcast(mask_t, size, "mask_input"),
+    )
+
+
+def embedding_prompts(
+    embedding: Embedding,
+    device: torch.device,
+    *,
+    points: Any = None,
+    labels: Any = None,
+    boxes: Any = None,
+    mask_input: Any = None,
+    require_inside: bool = True,
+) -> PromptBatch:
+    """:func:`build_prompt_batch` with the geometry of ``embedding``: what every predictor
+    calls with the user's prompts."""
+    return build_prompt_batch(
+        points=points,
+        labels=labels,
+        boxes=boxes,
+        mask_input=mask_input,
+        original_size=embedding.original_size,
+        img_size=embedding.img_size,
+        low_res=embedding.low_res_size,
+        device=device,
+        require_inside=require_inside,
     )

@@ -30,7 +30,7 @@ def mask_to_logits(
         raise ValueError(
             f"mask shape {mask.shape} must equal the image size {embedding.original_size}"
         )
-    low_res = 4 * embedding.features.shape[-1]
+    low_res = embedding.low_res_size
     tensor = torch.as_tensor(mask.astype(np.float32))[None, None]
     h, w = embedding.input_size
     resized = F.interpolate(tensor, (h, w), mode="bilinear", align_corners=False, antialias=True)

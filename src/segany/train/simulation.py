@@ -215,7 +215,7 @@ class InteractiveSimulator(nn.Module):
         frozen_encoder = not any(p.requires_grad for p in model.image_encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_encoder):
             embeddings = model.image_encoder(torch.stack([model.preprocess(i) for i in images]))
-        low_size = 4 * model.prompt_encoder.image_embedding_size[0]
+        low_size = model.prompt_encoder.mask_input_size[0]
         loss_size = masks.shape[-1] if self.config.loss_at_input_size else low_size
         # (N, 1, s, s) coverage
         targets = F.adaptive_avg_pool2d(masks[:, None].float(), loss_size)
