@@ -6,7 +6,9 @@ on the CPU its linear layers run on oneDNN-packed weights, see :mod:`segany.fast
 ``int8`` replaces the encoder's linear layers with dynamically quantized int8 ones. The prompt
 encoder and mask decoder always stay float32. ``compile`` wraps the image encoder in
 ``torch.compile`` with static shapes: every image reaches it as the same padded square, so it
-compiles once. Model code stays plain ``nn.Module``; this module only converts and wraps.
+compiles once. At every precision the model gets segany's speed routes
+(:func:`segany.fast.model.install_fast_routes`); model code stays plain ``nn.Module``, this
+module only converts, installs and wraps.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from torch import nn
 
 from ..inference.embedding import encoder_id
 from ..modeling.sam import Sam
+from .model import install_fast_routes
 from .packed_linear import pack_linear_layers
+from .routes import packs_linear_layers
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -60,19 +64,21 @@ def quantize_linear_int8(module: nn.Module) -> nn.Module:
 
 
 def optimize(model: Sam, precision: str = "fp32", *, compile: bool = False) -> Sam:
-    """Set ``model`` (in place, also returned) up for inference at ``precision``; optionally
-    compile its image encoder. Works on any :class:`Sam`, including ``sam_model_registry``
-    builds. Call once, on a model used only for inference (``int8`` on the CPU only)."""
+    """Set ``model`` (in place, also returned) up for inference at ``precision``, with the speed
+    routes installed; optionally compile its image encoder. Works on any :class:`Sam`, including
+    ``sam_model_registry`` builds and plain ``segany.modeling`` ones. Call once, on a model used
+    only for inference (``int8`` on the CPU only)."""
     check_precision(precision)
-    model.eval()
     encoder = model.image_encoder
     if getattr(encoder, "segany_precision", "fp32") != "fp32":
         raise ValueError(f"the model is already set up for {encoder.segany_precision}")
+    install_fast_routes(model)
+    model.eval()
     if precision != "fp32":  # embeddings stay interchangeable between precisions
         encoder.segany_encoder_id = encoder_id(model)
     if precision == "bf16":
         encoder.to(torch.bfloat16)
-        if model.device.type == "cpu" and not compile:
+        if packs_linear_layers(model.device.type, compile):
             pack_linear_layers(encoder)
         encoder.register_forward_pre_hook(_to_dtype(torch.bfloat16))
         encoder.register_forward_hook(_to_float32)

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ..modeling.sam import Sam
 from ..modeling.transformer import Attention
+from .upscale import patch_matmul
 
 
 @dataclass(frozen=True)
@@ -481,13 +482,11 @@ class SharedImageDecoder:
         # ConvTranspose2d(k=2, s=2) as a matrix product: (in) -> (2, 2, out) per token
         c1, c2 = up1.out_channels, up2.out_channels
         tokens = count * rows * cols
-        w1 = up1.weight.permute(0, 2, 3, 1).flatten(1)  # (in, 2*2*c1)
         y = workspace.take("head_up1", (tokens, 4 * c1), keys)
-        torch.addmm(up1.bias.repeat(4), keys.reshape(tokens, dim), w1, out=y)
+        patch_matmul(keys.reshape(tokens, dim), up1, out=y)
         y = _activate_(_layer_norm_(y.view(tokens * 4, c1), norm), act1)
-        w2 = up2.weight.permute(0, 2, 3, 1).flatten(1)  # (c1, 2*2*c2)
         y2 = workspace.take("head_up2", (tokens * 4, 4 * c2), y)
-        y = _activate_(torch.addmm(up2.bias.repeat(4), y, w2, out=y2), act2)  # (K*N*4, 4*c2)
+        y = _activate_(patch_matmul(y, up2, out=y2).view(tokens * 4, -1), act2)  # (K*N*4, 4*c2)
         mlps = decoder.output_hypernetworks_mlps[decoded.first_token :]
         hyper = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps[: mask_tokens.shape[1]])], dim=2
