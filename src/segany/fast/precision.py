@@ -13,13 +13,13 @@ module only converts, installs and wraps.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..inference.embedding import encoder_id
 from ..modeling.sam import Sam
 from .model import install_fast_routes
 from .packed_linear import pack_linear_layers
@@ -49,6 +49,19 @@ def _to_dtype(dtype: torch.dtype) -> Any:
 def _to_float32(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
     """A forward hook returning the output as float32 (embeddings are float32 at every edge)."""
     return output.float()
+
+
+def encoder_id(model: Sam) -> str:
+    """A short fingerprint of the encoder weights, to catch embeddings used with another model.
+    A model converted to another precision keeps the fingerprint of its float32 weights."""
+    kept = getattr(model.image_encoder, "segany_encoder_id", None)
+    if isinstance(kept, str):
+        return kept
+    digest = hashlib.sha256()
+    neck = model.image_encoder.neck
+    for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def quantize_linear_int8(module: nn.Module) -> nn.Module:
@@ -92,4 +105,4 @@ def optimize(model: Sam, precision: str = "fp32", *, compile: bool = False) -> S
     return model
 
 
-__all__ = ["PRECISIONS", "check_precision", "optimize", "quantize_linear_int8"]
+__all__ = ["PRECISIONS", "check_precision", "encoder_id", "optimize", "quantize_linear_int8"]

@@ -3,7 +3,6 @@ between the original image and the model's square input. Immutable and savable."
 
 from __future__ import annotations
 
-import hashlib
 import os
 import weakref
 from collections.abc import Callable, Hashable
@@ -16,6 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..fast.precision import encoder_id  # noqa: F401  (re-exported)
 from ..modeling.sam import Sam
 from .transforms import resize_image
 
@@ -96,19 +96,6 @@ class Embedding:
         except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise ValueError(f"{path}: not a segany embedding file ({exc})") from None
         return cls(features, original, input_size, img_size, meta.get("encoder_id", ""))  # type: ignore[arg-type]
-
-
-def encoder_id(model: Sam) -> str:
-    """A short fingerprint of the encoder weights, to catch embeddings used with another model.
-    A model converted to another precision keeps the fingerprint of its float32 weights."""
-    kept = getattr(model.image_encoder, "segany_encoder_id", None)
-    if isinstance(kept, str):
-        return kept
-    digest = hashlib.sha256()
-    neck = model.image_encoder.neck
-    for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
