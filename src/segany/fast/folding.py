@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..modeling.transformer import Attention
 
@@ -155,3 +155,58 @@ def image_to_token(
     values = torch.addmm(folded.ov_bias, v_in.flatten(0, 1), folded.ov)  # (P*T, H*D)
     values = values.view(batch, tokens, heads, dim).transpose(1, 2).reshape(batch, -1, dim)
     return keys.baddbmm_(attn.transpose(1, 2), values)
+
+
+class FoldedProjectionAttention(Attention):
+    """The two-way transformer's :class:`~segany.modeling.transformer.Attention` with the long
+    side's projections folded into the short side when one side has few tokens."""
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """``q`` ``(B, Nq, D)``, ``k``/``v`` ``(B, Nk, D)`` -> ``(B, Nq, D)``.
+
+        Between a few prompt tokens and the image tokens, the projections of the long side
+        are folded into the short side (same result, re-associated products): projecting
+        4096 image tokens costs ``head_dim`` multiply-adds per head and token, the folded
+        form ``Nq`` (or ``Nk``), fewer whenever the short side has under ``head_dim`` tokens.
+        """
+        head_dim = self.internal_dim // self.num_heads
+        if q.shape[1] < head_dim < k.shape[1]:
+            return self._few_queries(q, k, v)
+        if k.shape[1] < head_dim < q.shape[1]:
+            return self._few_keys(q, k, v)
+        return super().forward(q, k, v)
+
+    def _per_head(self, linear: nn.Linear) -> Tensor:
+        """A projection's weight ``(C, D)`` as ``(heads, C / heads, D)``."""
+        return linear.weight.unflatten(0, (self.num_heads, -1))
+
+    def _few_queries(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Few queries, many keys: ``softmax(q_h W_k,h k^T) v W_v,h^T`` (the key bias adds
+        the same score to a whole row, which softmax ignores; rows of weights sum to 1, so
+        the value bias passes through)."""
+        heads = self.num_heads
+        q_h = self._heads(self.q_proj(q)) * (self.internal_dim // heads) ** -0.5
+        folded = torch.einsum("bhqc,hcd->bhqd", q_h, self._per_head(self.k_proj))
+        scores = folded.flatten(1, 2) @ k.transpose(1, 2)  # (B, heads * Nq, Nk)
+        weights = scores.unflatten(1, (heads, -1)).softmax(dim=-1)
+        mixed = (weights.flatten(1, 2) @ v).unflatten(1, (heads, -1))  # (B, heads, Nq, D)
+        out = torch.einsum("bhqd,hcd->bqhc", mixed, self._per_head(self.v_proj))
+        out = out + self.v_proj.bias.unflatten(0, (heads, -1))
+        return self.out_proj(out.flatten(2))
+
+    def _few_keys(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Many queries, few keys: scores ``q (W_q,h^T k_h^T) + b_q,h k_h^T`` and output
+        ``sum_h A_h (v_h W_o,h^T)``, so the long side meets only ``heads * Nk`` columns."""
+        heads = self.num_heads
+        k_h = self._heads(self.k_proj(k)) * (self.internal_dim // heads) ** -0.5
+        v_h = self._heads(self.v_proj(v))  # (B, heads, Nk, C / heads)
+        query_weight = self._per_head(self.q_proj)  # (heads, C / heads, D)
+        folded = torch.einsum("bhkc,hcd->bhkd", k_h, query_weight).flatten(1, 2)  # (B, h*Nk, D)
+        bias = torch.einsum("bhkc,hc->bhk", k_h, self.q_proj.bias.unflatten(0, (heads, -1)))
+        # scores transposed, (B, h*Nk, Nq): softmax over the few keys then runs along a strided
+        # axis, vectorised over the many queries (a softmax over rows of Nk is slow)
+        scores = torch.baddbmm(bias.flatten(1).unsqueeze(-1), folded, q.transpose(1, 2))
+        weights = scores.unflatten(1, (heads, -1)).softmax(dim=2).flatten(1, 2)
+        out_weight = self.out_proj.weight.unflatten(1, (heads, -1))  # (D, heads, C / heads)
+        values = torch.einsum("bhkc,dhc->bhkd", v_h, out_weight).flatten(1, 2)  # (B, h*Nk, D)
+        return torch.baddbmm(self.out_proj.bias, weights.transpose(1, 2), values)

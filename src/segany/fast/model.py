@@ -1,7 +1,7 @@
 """Installing the speed routes on a reference model.
 
 :mod:`segany.modeling` is the plain reference. Each module with a faster route has a subclass
-here (or in :mod:`segany.fast.attention`) that overrides one method and adds no parameters or
+here (or in :mod:`segany.fast.attention` and :mod:`segany.fast.folding`) that overrides one method and adds no parameters or
 buffers; :func:`install_fast_routes` swaps a model's modules to these classes in place, so the
 state-dict keys, the weights and every ``isinstance`` check stay as they were. Swapping classes
 keeps :mod:`segany.modeling` free of hooks and of any import of this package.
@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SamConfig
-from ..modeling import image_encoder
+from ..modeling import image_encoder, transformer
 from ..modeling import sam as reference
 from ..modeling.mask_decoder import MaskDecoder
 from .attention import FastAttention, FastBlock
+from .folding import FoldedProjectionAttention
 from .upscale import patch_matmul, upscale_logits
 
 
@@ -75,6 +76,7 @@ class FastSam(reference.Sam):
 FAST_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
     image_encoder.Attention: FastAttention,
     image_encoder.Block: FastBlock,
+    transformer.Attention: FoldedProjectionAttention,
     MaskDecoder: FastMaskDecoder,
     reference.Sam: FastSam,
 }
