@@ -25,13 +25,15 @@ def plain_and_fast() -> tuple[modeling.Sam, modeling.Sam]:
     return plain, segany.optimize(copy.deepcopy(plain))
 
 
-def test_modeling_builds_plain_and_optimize_installs_the_routes(plain_and_fast):
+def test_modeling_builds_plain_and_optimize_installs_the_routes(plain_and_fast, tmp_path):
     plain, fast = plain_and_fast
     assert type(plain) is modeling.Sam and type(plain.image_encoder.blocks[0].attn).__name__ == (
         "Attention"
     )
     assert isinstance(fast, modeling.Sam) and type(fast) is FastSam
     assert type(segany.build_model(SMALL)) is FastSam
+    segany.save_checkpoint(plain, tmp_path / "small.safetensors")
+    assert type(segany.load_checkpoint(tmp_path / "small.safetensors")) is FastSam
     assert list(fast.state_dict()) == list(plain.state_dict())
     before = {type(m) for m in fast.modules()}
     install_fast_routes(fast)
