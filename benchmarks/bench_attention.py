@@ -2,11 +2,12 @@
 fp32 layer against segany's in fp32 and in both bfloat16 routes, on the same seeded weights and
 input, interleaved in one process, medians.
 
-segany's bf16 inference takes one of two routes for a global grid: blockwise attention with the
-scores kept in cache (:func:`~segany.modeling.image_encoder.blockwise_rel_pos_attention`), or,
-on CPUs with AMX, ``scaled_dot_product_attention`` on blocks of query rows with their bias
-(``AMX_BIAS_CHUNK_ELEMENTS``). Both are timed here whatever the CPU, and the table says which one
-this CPU gets by default.
+segany's bf16 inference takes one of two routes for a global grid (chosen in
+:mod:`segany.fast.routes`): blockwise attention with the scores kept in cache
+(:func:`~segany.fast.attention.blockwise_rel_pos_attention`), or, on CPUs with AMX,
+``scaled_dot_product_attention`` on blocks of query rows with their bias
+(``AMX_BIAS_CHUNK_ELEMENTS``). Both are timed here whatever the CPU, and the table says which
+one this CPU gets by default.
 
 Run: .venv/bin/python benchmarks/bench_attention.py [--repeats 5] [--keep-freed-memory]
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 from common import interleaved, machine, official_and_ours
-from segany.modeling import image_encoder
+from segany.fast import routes
 
 GLOBAL_BLOCK = 2  # a global-attention block of ViT-B
 
@@ -29,12 +30,12 @@ def with_amx_route(amx: bool, fn: Callable[[], torch.Tensor]) -> Callable[[], to
     """``fn`` run as if this CPU had AMX (``amx``) or had not."""
 
     def run() -> torch.Tensor:
-        detected = image_encoder.cpu_has_amx
-        image_encoder.cpu_has_amx = lambda: amx
+        detected = routes.cpu_has_amx
+        routes.cpu_has_amx = lambda: amx
         try:
             return fn()
         finally:
-            image_encoder.cpu_has_amx = detected
+            routes.cpu_has_amx = detected
 
     return run
 
@@ -107,9 +108,9 @@ def main() -> None:
     times = interleaved(
         {label: call(label, fn) for label, fn in variants.items()}, repeats=args.repeats
     )
-    default = "SDPA in row blocks" if image_encoder.cpu_has_amx() else "blockwise"
+    default = "SDPA in row blocks" if routes.cpu_has_amx() else "blockwise"
     print(f"machine: {machine()}")
-    print(f"AMX: {image_encoder.cpu_has_amx()} (bf16 global attention here: {default})")
+    print(f"AMX: {routes.cpu_has_amx()} (bf16 global attention here: {default})")
     print(f"median of {args.repeats}, interleaved\n")
     print("| attention layer | s | vs official | max abs diff vs official |")
     print("|---|---|---|---|")

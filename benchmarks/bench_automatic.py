@@ -67,10 +67,10 @@ def stability_report(image: np.ndarray, ours, points_per_side: int = 16) -> None
     every mask of a ``points_per_side`` grid: the provable bound (never wrong, by design; how
     many upscales it saves) and plain low-res stability (how often it would decide otherwise)."""
     from segany.automatic.masks import UpscaleFootprint, stability_score
+    from segany.fast.upscale import upscale_logits
     from segany.inference.embedding import Embedding
     from segany.inference.predictor import Predictor
     from segany.inference.transforms import scale_coords
-    from segany.modeling.sam import upscale_logits
 
     predictor = Predictor(ours)
     embedding: Embedding = predictor.embed(image)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from segany import Sam, build_model  # with the speed routes, as users get it
 from segany.config import VIT_B, DecoderConfig, SamConfig
-from segany.modeling import Sam, build_model
 from segany.testing import random_state_dict
 
 seg_official = pytest.importorskip("segment_anything")

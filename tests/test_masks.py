@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from segment_anything.utils import amg as official
 
 from segany.automatic import masks
-from segany.modeling.sam import upscale_logits, upscale_to_masks
+from segany.fast.upscale import upscale_logits, upscale_to_masks
 from segany.utils import amg as dropin
 
 # pycocotools' own decode trips a numpy 2 deprecation warning

@@ -16,12 +16,9 @@ import torch
 import segany
 from conftest import SMALL, random_image
 from segany import Predictor, build_model, save_checkpoint
+from segany.fast.attention import blockwise_rel_pos_attention, rel_pos_attention
 from segany.fast.precision import PRECISIONS, optimize
-from segany.modeling.image_encoder import (
-    blockwise_rel_pos_attention,
-    decomposed_rel_pos_terms,
-    rel_pos_attention,
-)
+from segany.modeling.image_encoder import decomposed_rel_pos_terms
 from segany.testing import random_state_dict, region_mask_head
 
 
@@ -162,16 +159,16 @@ def test_bf16_inference_attention_is_blockwise_and_close_to_fp32(head_dim):
 
 @pytest.mark.parametrize("amx", [False, True])
 def test_bf16_global_attention_on_amx_cpus_goes_through_sdpa(monkeypatch, amx):
-    from segany.modeling import image_encoder
+    from segany.fast import attention, routes
 
     inputs = attention_inputs(head_dim=8)  # 6 + 5 > 8: a large grid for its width
     reference = rel_pos_attention(*inputs, (6, 5), 0.3)
     calls = []
-    monkeypatch.setattr(image_encoder, "cpu_has_amx", lambda: amx)
-    monkeypatch.setattr(image_encoder, "AMX_BIAS_CHUNK_ELEMENTS", 2 * 3 * 5 * 30 * 2)  # 2 rows
-    sdpa = image_encoder.F.scaled_dot_product_attention
+    monkeypatch.setattr(routes, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(routes, "AMX_BIAS_CHUNK_ELEMENTS", 2 * 3 * 5 * 30 * 2)  # 2 rows
+    sdpa = attention.F.scaled_dot_product_attention
     monkeypatch.setattr(
-        image_encoder.F,
+        attention.F,
         "scaled_dot_product_attention",
         lambda q, *args, **kw: calls.append(q.shape) or sdpa(q, *args, **kw),
     )
@@ -193,10 +190,10 @@ def test_compiled_encoder_does_not_recompile_for_another_image(monkeypatch, bias
     import torch._dynamo
 
     from micro import MICRO
-    from segany.modeling import image_encoder
+    from segany.fast import routes
 
     if bias_in_blocks:  # as a full-size global block: the bias in blocks of query rows
-        monkeypatch.setattr(image_encoder, "BIAS_CHUNK_ELEMENTS", 256)
+        monkeypatch.setattr(routes, "BIAS_CHUNK_ELEMENTS", 256)
     torch._dynamo.reset()
     model = build_model(MICRO)
     model.load_state_dict(random_state_dict(model.state_dict(), seed=0))

@@ -22,11 +22,12 @@ from .compat import (
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
 from .export import OnnxPredictor, export_onnx, load_onnx
 from .fast.allocator import keep_freed_memory
+from .fast.model import build_model
 from .fast.precision import PRECISIONS, optimize
 from .inference.embedding import Embedding
 from .inference.predictor import Prediction, Predictor
 from .inference.session import InteractiveSession, mask_to_logits
-from .modeling import Sam, build_model
+from .modeling import Sam
 
 try:
     __version__ = version("segany")

@@ -15,8 +15,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
+from .fast.model import build_model
 from .fast.precision import check_precision, optimize
-from .modeling.sam import Sam, build_model
+from .modeling.sam import Sam
 
 CONFIG_METADATA_KEY = "segany_config"
 BUNDLED_WEIGHTS = {"tiny": "tiny.safetensors"}
@@ -191,7 +192,8 @@ def load_state_dict_strict(model: Sam, state: Mapping[str, torch.Tensor], source
 
 
 def load_checkpoint(path: str | os.PathLike[str], model_type: str | None = None) -> Sam:
-    """Build the model a weights file describes and load it strictly.
+    """Build the model a weights file describes (with segany's speed routes) and load it
+    strictly.
 
     ``model_type`` (``vit_b``...) is checked against the file; by default it is detected.
     """

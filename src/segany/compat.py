@@ -11,11 +11,12 @@ import torch
 
 from .checkpoints import load_checkpoint
 from .config import get_config
+from .fast.model import build_model
 from .inference.embedding import Embedding, encoder_id, prepare_image
 from .inference.predictor import decode_prompts, shared_decoder
 from .inference.prompts import PromptBatch, convert_image, embedding_prompts
 from .inference.transforms import ResizeLongestSide
-from .modeling.sam import Sam, build_model
+from .modeling.sam import Sam
 
 
 class PromptShapeError(ValueError, AssertionError):

@@ -34,10 +34,11 @@ from torch import Tensor
 from torchvision.ops import box_area
 
 from ..fast.shared_decoder import SharedImage, SharedImageDecoder, Workspace
+from ..fast.upscale import upscale_logits
 from ..inference.embedding import check_image
 from ..inference.predictor import Predictor
 from ..inference.transforms import scale_coords
-from ..modeling.sam import Sam, upscale_logits
+from ..modeling.sam import Sam
 from .masks import (
     UpscaleFootprint,
     box_xyxy_to_xywh,

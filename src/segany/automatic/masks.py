@@ -140,7 +140,7 @@ def stability_score(logits: Tensor, threshold: float, offset: float) -> Tensor:
 
 @dataclass(frozen=True)
 class UpscaleFootprint:
-    """Which low-res logits each output pixel of :func:`segany.modeling.sam.upscale_logits`
+    """Which low-res logits each output pixel of :func:`segany.fast.upscale.upscale_logits`
     reads: the ``row_count[i]`` output rows of group ``i`` read low-res rows within
     ``rows[i] .. rows[i] + window - 1``, and likewise for columns. Bilinear weights are
     non-negative and sum to one, so every output logit lies between the minimum and the maximum

@@ -10,7 +10,7 @@ corners), ``mask_input`` ``(1, 1, 256, 256)``, ``has_mask_input`` ``(1,)``, ``or
 Nothing here re-implements the model: points go through
 :meth:`PromptEncoder.embed_labelled_points`, the resized size through
 :func:`~segany.inference.transforms.preprocess_shape`, upscaling through
-:func:`~segany.modeling.sam.upscale_logits`.
+:func:`~segany.fast.upscale.upscale_logits`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from ..automatic.masks import stability_score
+from ..fast.upscale import upscale_logits
 from ..inference.embedding import encoder_id
 from ..inference.transforms import preprocess_shape
-from ..modeling.sam import Sam, upscale_logits
+from ..modeling.sam import Sam
 from .common import DEFAULT_OPSET, gelu_approximation, trace_to_onnx
 
 INPUT_NAMES = (

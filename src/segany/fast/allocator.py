@@ -4,8 +4,7 @@ faulted in (and zeroed) page by page once more.
 
 By default glibc returns big blocks to the kernel as soon as they are freed, and an fp32 ViT-B
 encoder forward faults hundreds of thousands of pages in again. ``benchmarks/bench_encoder.py
---keep-freed-memory`` measures the effect (BENCHMARKS.md: fp32 ViT-B 7.00 s without, 6.22 s
-with, on a 2-core CPU). The cost is resident memory: up to
+--keep-freed-memory`` measures the effect. The cost is resident memory: up to
 :data:`TRIM_THRESHOLD` of freed memory stays with the process. The ``segany`` command and its
 server call it; library users opt in.
 """

@@ -6,20 +6,24 @@ on the CPU its linear layers run on oneDNN-packed weights, see :mod:`segany.fast
 ``int8`` replaces the encoder's linear layers with dynamically quantized int8 ones. The prompt
 encoder and mask decoder always stay float32. ``compile`` wraps the image encoder in
 ``torch.compile`` with static shapes: every image reaches it as the same padded square, so it
-compiles once. Model code stays plain ``nn.Module``; this module only converts and wraps.
+compiles once. At every precision the model gets segany's speed routes
+(:func:`segany.fast.model.install_fast_routes`); model code stays plain ``nn.Module``, this
+module only converts, installs and wraps.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..inference.embedding import encoder_id
 from ..modeling.sam import Sam
+from .model import install_fast_routes
 from .packed_linear import pack_linear_layers
+from .routes import packs_linear_layers
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -47,6 +51,19 @@ def _to_float32(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) 
     return output.float()
 
 
+def encoder_id(model: Sam) -> str:
+    """A short fingerprint of the encoder weights, to catch embeddings used with another model.
+    A model converted to another precision keeps the fingerprint of its float32 weights."""
+    kept = getattr(model.image_encoder, "segany_encoder_id", None)
+    if isinstance(kept, str):
+        return kept
+    digest = hashlib.sha256()
+    neck = model.image_encoder.neck
+    for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def quantize_linear_int8(module: nn.Module) -> nn.Module:
     """``module`` with every ``nn.Linear`` replaced by a dynamically quantized int8 linear
     (int8 weights per output channel, activations quantized per call); in place."""
@@ -60,19 +77,21 @@ def quantize_linear_int8(module: nn.Module) -> nn.Module:
 
 
 def optimize(model: Sam, precision: str = "fp32", *, compile: bool = False) -> Sam:
-    """Set ``model`` (in place, also returned) up for inference at ``precision``; optionally
-    compile its image encoder. Works on any :class:`Sam`, including ``sam_model_registry``
-    builds. Call once, on a model used only for inference (``int8`` on the CPU only)."""
+    """Set ``model`` (in place, also returned) up for inference at ``precision``, with the speed
+    routes installed; optionally compile its image encoder. Works on any :class:`Sam`, including
+    ``sam_model_registry`` builds and plain ``segany.modeling`` ones. Call once, on a model used
+    only for inference (``int8`` on the CPU only)."""
     check_precision(precision)
-    model.eval()
     encoder = model.image_encoder
     if getattr(encoder, "segany_precision", "fp32") != "fp32":
         raise ValueError(f"the model is already set up for {encoder.segany_precision}")
+    install_fast_routes(model)
+    model.eval()
     if precision != "fp32":  # embeddings stay interchangeable between precisions
         encoder.segany_encoder_id = encoder_id(model)
     if precision == "bf16":
         encoder.to(torch.bfloat16)
-        if model.device.type == "cpu" and not compile:
+        if packs_linear_layers(model.device.type, compile):
             pack_linear_layers(encoder)
         encoder.register_forward_pre_hook(_to_dtype(torch.bfloat16))
         encoder.register_forward_hook(_to_float32)
@@ -86,4 +105,4 @@ def optimize(model: Sam, precision: str = "fp32", *, compile: bool = False) -> S
     return model
 
 
-__all__ = ["PRECISIONS", "check_precision", "optimize", "quantize_linear_int8"]
+__all__ = ["PRECISIONS", "check_precision", "encoder_id", "optimize", "quantize_linear_int8"]

@@ -7,17 +7,15 @@ Three rearrangements, all exact in real arithmetic:
 1. Before the first image->token attention every prompt sees the same image tokens, so the
    first block's image-side projections are computed once per image, not once per prompt.
    A mask input (a refinement click's previous logits) changes them by c-wide products only
-   (c = 16 channels before the mask embedding's last, 1x1, convolution; see ``MaskFold``).
+   (c = 16 channels before the mask embedding's last, 1x1, convolution; see :class:`~segany.fast.folding.MaskFold`).
 2. Attention between 4096 image tokens and a handful of prompt tokens never projects the image
-   tokens: per head, the projections are folded into the small token side (logits
-   ``x.(W_q^T W_k).y`` with the product of the two weights precomputed; values and output
-   projection likewise as one ``W_v^T W_o^T``). The key bias of token->image attention is
-   dropped (it adds a constant to every logit of a softmax row); value biases are carried
-   through the output projection (every head's attention row sums to one).
+   tokens: per head, the projections are folded into the small token side
+   (:mod:`segany.fast.folding`).
 3. Only the IoU token goes through the final attention for every prompt; the mask tokens do,
    with the mask head, only for the prompts a caller asks for (those whose predicted IoU passed
    a filter). The mask head's two transposed convolutions (kernel 2, stride 2) are matrix
-   products on channels-last image tokens, followed by one pixel shuffle of the final logits.
+   products on channels-last image tokens (:func:`~segany.fast.upscale.patch_matmul`),
+   followed by one pixel shuffle of the final logits.
 
 Image tokens stay channels-last ``(P, N, D)`` throughout, so no big tensor is ever transposed,
 and the tiny prompt-token side is a handful of matrix products per block. With a
@@ -28,7 +26,6 @@ from the previous batch (layer norms and activations in place), so no fresh page
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -37,96 +34,15 @@ from torch import Tensor
 
 from ..modeling.sam import Sam
 from ..modeling.transformer import Attention
-
-
-@dataclass(frozen=True)
-class FoldedAttention:
-    """One attention layer's weights, folded per head for a few tokens against many image tokens.
-
-    Token->image (prompt tokens ``y`` attend to image tokens ``x``): ``qk`` ``(D, H*D)`` and
-    ``qk_bias`` ``(H*D,)`` turn ``y`` into per-head vectors ``u`` with logits ``u.x`` (scaled);
-    ``vo`` ``(H*D, D)`` and ``vo_bias`` map the per-head attention-weighted image tokens to the
-    output. Image->token (image tokens query prompt tokens): ``kq`` ``(D, H*D + H)`` turns token
-    keys into per-head vectors (and logit offsets) against the image side, ``ov`` ``(D, H*D)``
-    turns token values into per-head output rows (the output bias spread over the heads).
-    """
-
-    heads: int
-    qk: Tensor
-    qk_bias: Tensor
-    vo: Tensor
-    vo_bias: Tensor
-    kq: Tensor
-    kq_bias: Tensor
-    ov: Tensor
-    ov_bias: Tensor
-
-    @staticmethod
-    def of(attn: Attention) -> FoldedAttention:
-        heads = attn.num_heads
-        scale = 1.0 / math.sqrt(attn.internal_dim // heads)
-
-        def per_head(linear: torch.nn.Linear) -> tuple[Tensor, Tensor]:
-            return linear.weight.unflatten(0, (heads, -1)), linear.bias.unflatten(0, (heads, -1))
-
-        w_q, b_q = per_head(attn.q_proj)  # (H, d, D), (H, d)
-        w_k, b_k = per_head(attn.k_proj)
-        w_v, b_v = per_head(attn.v_proj)
-        w_o = attn.out_proj.weight.unflatten(1, (heads, -1)).permute(1, 2, 0)  # (H, d, D)
-        b_o = attn.out_proj.bias
-        # token->image: logits_h = (W_q y + b_q).(W_k x) per head; value path W_o,h W_v,h x
-        qk = torch.einsum("hdi,hde->ihe", w_q, w_k).flatten(1) * scale
-        qk_bias = torch.einsum("hd,hde->he", b_q, w_k).flatten() * scale
-        vo = torch.einsum("hde,hdo->heo", w_v, w_o).flatten(0, 1)
-        vo_bias = torch.einsum("hd,hdo->o", b_v, w_o) + b_o
-        # image->token: logits_h = (W_q x + b_q).(W_k y + b_k); values W_o,h (W_v,h y + b_v,h)
-        kq = torch.einsum("hdi,hde->ihe", w_k, w_q).flatten(1)
-        kq_offset = torch.einsum("hdi,hd->ih", w_k, b_q)
-        kq_bias = torch.cat([torch.einsum("hd,hde->he", b_k, w_q).flatten(), (b_k * b_q).sum(1)])
-        ov = torch.einsum("hdi,hdo->iho", w_v, w_o).flatten(1)
-        ov_bias = (torch.einsum("hd,hdo->ho", b_v, w_o) + b_o / heads).flatten()
-        return FoldedAttention(
-            heads=heads,
-            qk=qk,
-            qk_bias=qk_bias,
-            vo=vo,
-            vo_bias=vo_bias,
-            kq=torch.cat([kq, kq_offset], dim=1) * scale,
-            kq_bias=kq_bias * scale,
-            ov=ov,
-            ov_bias=ov_bias,
-        )
-
-
-@dataclass(frozen=True)
-class MaskFold:
-    """How a mask input changes the first block's image side, folded through the last (1x1)
-    convolution of the prompt encoder's mask embedding. With ``z`` ``(P, N, c)`` that
-    convolution's input, the image tokens change by ``z @ weight + bias`` ``(P, N, D)`` (the
-    mask embedding minus the no-mask embedding it replaces), and the first block's three
-    image-side projections (token->image keys and values, image->token queries, scaled) by
-    ``z @ projections + projection_bias`` ``(P, N, 3*H*d)``: c-wide products, not D-wide."""
-
-    weight: Tensor
-    bias: Tensor
-    projections: Tensor
-    projection_bias: Tensor
-
-    @staticmethod
-    def of(last: torch.nn.Conv2d, no_mask: Tensor, t2i: Attention, i2t: Attention) -> MaskFold:
-        weight = last.weight.flatten(1).T  # (c, D)
-        bias = (last.bias if last.bias is not None else 0) - no_mask.flatten()
-        scale = 1.0 / math.sqrt(i2t.internal_dim // i2t.num_heads)
-        stacked = torch.cat([t2i.k_proj.weight, t2i.v_proj.weight, i2t.q_proj.weight * scale])
-        return MaskFold(weight, bias, weight @ stacked.T, stacked @ bias)
-
-
-@dataclass(frozen=True)
-class _Folded:
-    t2i: list[FoldedAttention]
-    i2t: list[FoldedAttention]
-    final: FoldedAttention
-    mask: MaskFold | None
+from .folding import (
+    FoldedAttention,
+    FoldedWeights,
+    MaskFold,
+    image_to_token,
+    token_to_image,
+)
+from .upscale import patch_matmul
+from .workspace import Workspace, activate_, layer_norm_, tensors_version
 
 
 @dataclass(frozen=True)
@@ -186,60 +102,6 @@ class DecodedPrompts:
         return self.iou.shape[0]
 
 
-class Workspace:
-    """Buffers for the image-token-sized tensors of :meth:`SharedImageDecoder.decode` and
-    :meth:`SharedImageDecoder.masks`, reused from one batch of prompts to the next.
-
-    On CPU a fresh tensor of tens of MiB costs more than a pass over it: the allocator maps new
-    pages that the kernel faults in and zeroes, batch after batch. A tensor taken from a
-    workspace stays valid until its name is taken again (the next call that uses the workspace).
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, Tensor] = {}
-
-    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """An uninitialised tensor of ``shape`` with ``like``'s dtype and device."""
-        numel = math.prod(shape)
-        buffer = self._buffers.get(name)
-        if (
-            buffer is None
-            or buffer.numel() < numel
-            or buffer.dtype != like.dtype
-            or buffer.device != like.device
-        ):
-            buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
-            self._buffers[name] = buffer
-        return buffer[:numel].view(shape)
-
-
-def _layer_norm_(x: Tensor, norm: torch.nn.Module) -> Tensor:
-    """``norm`` (a layer norm over the last dim, with ``weight``, ``bias``, ``eps``) applied to
-    ``x`` ``(..., C)`` in place, allocating nothing of ``x``'s size; returns ``x``."""
-    x.sub_(x.mean(-1, keepdim=True))
-    scale = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    x.mul_(scale.square_().div_(x.shape[-1]).add_(norm.eps).rsqrt_())
-    if norm.weight is not None and norm.bias is not None:
-        return torch.addcmul(norm.bias, x, norm.weight, out=x)
-    if norm.weight is not None:
-        x.mul_(norm.weight)
-    return x if norm.bias is None else x.add_(norm.bias)
-
-
-def _activate_(x: Tensor, activation: torch.nn.Module) -> Tensor:
-    """``activation(x)``, in place for GELU (the decoder's activation)."""
-    if isinstance(activation, torch.nn.GELU):
-        return torch.ops.aten.gelu_(x, approximate=activation.approximate)
-    return activation(x)
-
-
-def tensors_version(tensors: Iterable[Tensor]) -> tuple[int, ...]:
-    """A key that changes whenever one of ``tensors`` changes in place or gets new storage
-    (version counters and data pointers): what invalidates values computed from weights.
-    Inference tensors have no version counter: only their storage counts."""
-    return tuple(v for t in tensors for v in (t.data_ptr(), 0 if t.is_inference() else t._version))
-
-
 def _heads(x: Tensor, heads: int) -> Tensor:
     """``(..., H*d) -> (..., H, d)``."""
     return x.unflatten(-1, (heads, -1))
@@ -260,9 +122,9 @@ class SharedImageDecoder:
         self.transformer = self.decoder.transformer
         if self.transformer.depth < 1:
             raise ValueError("the shared-image decoder needs a transformer with at least one block")
-        self._folded: tuple[tuple[int, ...], _Folded] | None = None
+        self._folded: tuple[tuple[int, ...], FoldedWeights] | None = None
 
-    def _folded_weights(self) -> _Folded:
+    def _folded_weights(self) -> FoldedWeights:
         """The folded attention weights, recomputed only when a parameter changed in place
         (tracked by tensor versions) or was replaced."""
         prompt_encoder = self.model.prompt_encoder
@@ -283,7 +145,7 @@ class SharedImageDecoder:
                     first.cross_attn_token_to_image,
                     first.cross_attn_image_to_token,
                 )
-            folded = _Folded(
+            folded = FoldedWeights(
                 t2i=[FoldedAttention.of(layer.cross_attn_token_to_image) for layer in layers],
                 i2t=[FoldedAttention.of(layer.cross_attn_image_to_token) for layer in layers],
                 final=FoldedAttention.of(self.transformer.final_attn_token_to_image),
@@ -346,18 +208,16 @@ class SharedImageDecoder:
             keys_pe = torch.add(keys, image.pe, out=workspace.take("keys_pe", keys.shape, keys))
             q = queries + query_pe
             queries = layer.norm1(queries + layer.self_attn(q, q, queries))
-            out = _token_to_image(image.t2i[i], queries + query_pe, keys, keys_pe)
+            out = token_to_image(image.t2i[i], queries + query_pe, keys, keys_pe)
             queries = layer.norm2(queries + out)
             queries = layer.norm3(queries + layer.mlp(queries))
             q = queries + query_pe
-            keys = _layer_norm_(
-                _image_to_token(image.i2t[i], keys, keys_pe, q, queries), layer.norm4
-            )
+            keys = layer_norm_(image_to_token(image.i2t[i], keys, keys_pe, q, queries), layer.norm4)
         # the final attention for the IoU token; the mask tokens' waits for the mask head
         first = 1 if multimask else 0
         count = decoder.num_mask_tokens - 1 if multimask else 1
         iou_token = queries[:, :1]
-        out = _token_to_image(image.final, iou_token + query_pe[:, :1], keys, pe=image.pe)
+        out = token_to_image(image.final, iou_token + query_pe[:, :1], keys, pe=image.pe)
         iou_token = self.transformer.norm_final_attn(iou_token + out)
         iou = decoder.iou_prediction_head(iou_token[:, 0])[:, first : first + count]
         chosen = slice(1 + first, 1 + first + count)
@@ -437,7 +297,7 @@ class SharedImageDecoder:
         values = values.view(batch, tokens, heads, -1).transpose(1, 2).flatten(1, 2)
         keys = workspace.take("keys", (batch, *side.keys.shape[1:]), side.keys)
         torch.baddbmm(side.keys, attn.transpose(1, 2), values, out=keys)
-        return queries, _layer_norm_(keys, layer.norm4)
+        return queries, layer_norm_(keys, layer.norm4)
 
     @torch.inference_mode()
     def masks(
@@ -473,7 +333,7 @@ class SharedImageDecoder:
             queries, query_pe = decoded.mask_queries[index], decoded.mask_query_pe[index]
         # the final attention for the chosen mask tokens (over all image tokens)
         q = queries + query_pe
-        out = _token_to_image(decoded.image.final, q, keys, pe=decoded.image.pe)
+        out = token_to_image(decoded.image.final, q, keys, pe=decoded.image.pe)
         mask_tokens = self.transformer.norm_final_attn(queries + out)
         if (rows, cols) != (h, w):
             cropped = workspace.take("head_crop", (count, rows, cols, dim), keys)
@@ -481,13 +341,11 @@ class SharedImageDecoder:
         # ConvTranspose2d(k=2, s=2) as a matrix product: (in) -> (2, 2, out) per token
         c1, c2 = up1.out_channels, up2.out_channels
         tokens = count * rows * cols
-        w1 = up1.weight.permute(0, 2, 3, 1).flatten(1)  # (in, 2*2*c1)
         y = workspace.take("head_up1", (tokens, 4 * c1), keys)
-        torch.addmm(up1.bias.repeat(4), keys.reshape(tokens, dim), w1, out=y)
-        y = _activate_(_layer_norm_(y.view(tokens * 4, c1), norm), act1)
-        w2 = up2.weight.permute(0, 2, 3, 1).flatten(1)  # (c1, 2*2*c2)
+        patch_matmul(keys.reshape(tokens, dim), up1, out=y)
+        y = activate_(layer_norm_(y.view(tokens * 4, c1), norm), act1)
         y2 = workspace.take("head_up2", (tokens * 4, 4 * c2), y)
-        y = _activate_(torch.addmm(up2.bias.repeat(4), y, w2, out=y2), act2)  # (K*N*4, 4*c2)
+        y = activate_(patch_matmul(y, up2, out=y2).view(tokens * 4, -1), act2)  # (K*N*4, 4*c2)
         mlps = decoder.output_hypernetworks_mlps[decoded.first_token :]
         hyper = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps[: mask_tokens.shape[1]])], dim=2
@@ -501,46 +359,12 @@ class SharedImageDecoder:
         return logits
 
 
-def _token_to_image(
-    folded: FoldedAttention,
-    q_in: Tensor,
-    keys: Tensor,
-    keys_pe: Tensor | None = None,
-    pe: Tensor | None = None,
-) -> Tensor:
-    """Prompt tokens ``(P, T, D)`` attend to per-prompt image tokens ``(P, N, D)``: ``(P, T, D)``
-    out (before the residual). Keys are ``keys_pe`` or, for a few tokens, ``keys`` plus the
-    shared ``pe`` ``(N, D)`` (one product against ``pe`` instead of a pass over ``keys``)."""
-    batch, tokens, dim = q_in.shape
-    heads = folded.heads
-    u = torch.addmm(folded.qk_bias, q_in.flatten(0, 1), folded.qk)  # (P*T, H*D)
-    u = u.view(batch, tokens * heads, dim)  # rows (t, h)
-    if keys_pe is not None:
-        logits = torch.bmm(u, keys_pe.transpose(1, 2))  # (P, T*H, N)
-    else:
-        assert pe is not None
-        from_pe = (u.view(-1, dim) @ pe.T).view(batch, tokens * heads, -1)
-        logits = from_pe.baddbmm_(u, keys.transpose(1, 2))
-    context = torch.bmm(logits.softmax(dim=-1), keys).view(batch * tokens, heads * dim)
-    return torch.addmm(folded.vo_bias, context, folded.vo).view(batch, tokens, dim)
-
-
-def _image_to_token(
-    folded: FoldedAttention, keys: Tensor, keys_pe: Tensor, k_in: Tensor, v_in: Tensor
-) -> Tensor:
-    """Per-prompt image tokens ``(P, N, D)`` attend to the prompt tokens; adds the attention
-    output to ``keys`` in place (the residual sum, before the norm) and returns it."""
-    batch, tokens, dim = k_in.shape
-    heads = folded.heads
-    kq = torch.addmm(folded.kq_bias, k_in.flatten(0, 1), folded.kq).view(batch, tokens, -1)
-    vectors = kq[..., : heads * dim].reshape(batch, tokens, heads, dim).transpose(1, 2)
-    offsets = kq[..., heads * dim :].transpose(1, 2)  # (P, H, T)
-    logits = torch.baddbmm(  # (P, H*T, N), softmax over the T tokens of each head
-        offsets.reshape(batch, heads * tokens, 1),
-        vectors.reshape(batch, -1, dim),
-        keys_pe.transpose(1, 2),
-    )
-    attn = logits.view(batch, heads, tokens, -1).softmax(dim=2).view(batch, heads * tokens, -1)
-    values = torch.addmm(folded.ov_bias, v_in.flatten(0, 1), folded.ov)  # (P*T, H*D)
-    values = values.view(batch, tokens, heads, dim).transpose(1, 2).reshape(batch, -1, dim)
-    return keys.baddbmm_(attn.transpose(1, 2), values)
+__all__ = [
+    "DecodedPrompts",
+    "FoldedAttention",
+    "MaskFold",
+    "SharedImage",
+    "SharedImageDecoder",
+    "Workspace",
+    "tensors_version",
+]

@@ -3,7 +3,6 @@ between the original image and the model's square input. Immutable and savable."
 
 from __future__ import annotations
 
-import hashlib
 import os
 import weakref
 from collections.abc import Callable, Hashable
@@ -17,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..config import LOW_RES_UPSCALE
+from ..fast.precision import encoder_id  # noqa: F401  (re-exported)
 from ..modeling.sam import Sam
 from .prompts import check_image
 from .transforms import resize_image
@@ -109,19 +109,6 @@ def low_res_side(grid: int) -> int:
     """Side of the low-res mask logits for an embedding grid of side ``grid`` (256 for 64): the
     one rule for embeddings and exported graphs, which carry a grid but no model."""
     return LOW_RES_UPSCALE * grid
-
-
-def encoder_id(model: Sam) -> str:
-    """A short fingerprint of the encoder weights, to catch embeddings used with another model.
-    A model converted to another precision keeps the fingerprint of its float32 weights."""
-    kept = getattr(model.image_encoder, "segany_encoder_id", None)
-    if isinstance(kept, str):
-        return kept
-    digest = hashlib.sha256()
-    neck = model.image_encoder.neck
-    for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def prepare_image(model: Sam, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..fast.shared_decoder import SharedImageDecoder, tensors_version
-from ..modeling.sam import Sam, upscale_to_masks
+from ..fast.upscale import upscale_to_masks
+from ..modeling.sam import Sam
 from .embedding import Embedding, encoder_id, prepare_image
 from .prompts import PromptBatch, check_embedding, convert_images, embedding_prompts
 

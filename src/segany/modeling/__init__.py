@@ -1,4 +1,7 @@
-"""Pure ``nn.Module`` building blocks of SAM (no I/O, no numpy)."""
+"""The reference SAM: plain ``nn.Module`` building blocks (no I/O, no numpy), readable beside
+the official code. :func:`build_model` here returns this plain model; the speed routes of
+:mod:`segany.fast` (same weights and keys) are installed by :func:`segany.optimize`, and every
+model segany's loaders and the top-level ``segany.build_model`` return has them."""
 
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder

@@ -1,10 +1,13 @@
 """Mask decoder: output tokens + prompt tokens through the two-way transformer, then masks from
-hypernetwork MLPs dotted with an upscaled image embedding, and an IoU prediction per mask."""
+hypernetwork MLPs dotted with an upscaled image embedding, and an IoU prediction per mask.
+
+The reference model: the upscaling is the plain transposed-convolution sequence; the faster
+route (the convolutions as matrix products on channels-last tokens) is
+:class:`segany.fast.model.FastMaskDecoder`."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
@@ -123,29 +126,14 @@ class MaskDecoder(nn.Module):
     def upscale_and_project(
         self, src_tokens: torch.Tensor, hyper_in: torch.Tensor, size: tuple[int, int]
     ) -> torch.Tensor:
-        """``output_upscaling`` then the hypernetwork product, on channels-last tokens.
+        """``output_upscaling`` of the image tokens, then each mask is the product of its
+        hypernetwork weights with the upscaled embedding.
 
         ``src_tokens`` ``(B, h*w, D)``, ``hyper_in`` ``(B, T, D/8)`` -> masks ``(B, T, 4h, 4w)``.
-        Each 2x2-stride transposed convolution is a matmul whose outputs stay grouped by
-        source pixel (sub-pixel position, channel); layer norm and GELU act per pixel, and the
-        masks are put in spatial order once at the end, on T channels instead of D/8.
         """
-        first, norm, act1, second, act2 = self.output_upscaling
-        x = self._patch_matmul(src_tokens, first)  # (B, hw, 4, D/4)
-        x = act1(F.layer_norm(x, (norm.num_channels,), norm.weight, norm.bias, norm.eps))
-        x = act2(self._patch_matmul(x, second))  # (B, hw, 4, 4, D/8)
-        b, tokens = hyper_in.shape[:2]
-        masks = x.flatten(1, -2) @ hyper_in.transpose(1, 2)  # (B, hw * 16, T)
-        h, w = size
-        # (B, h, w, row1, col1, row2, col2, T) -> (B, T, (h, row1, row2), (w, col1, col2))
-        masks = masks.reshape(b, h, w, 2, 2, 2, 2, tokens).permute(0, 7, 1, 3, 5, 2, 4, 6)
-        return masks.reshape(b, tokens, 4 * h, 4 * w)
-
-    @staticmethod
-    def _patch_matmul(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
-        """A transposed convolution with kernel = stride = 2 on ``(..., C_in)`` ->
-        ``(..., 4, C_out)`` (sub-pixel position row-major, then channel)."""
-        weight = conv.weight.permute(2, 3, 1, 0).flatten(0, 2)  # (2 * 2 * C_out, C_in)
-        bias = None if conv.bias is None else conv.bias.repeat(4)
-        out = F.linear(x.reshape(-1, x.shape[-1]), weight, bias)  # 2-D: one GEMM with bias
-        return out.reshape(*x.shape[:-1], 4, -1)
+        b, _, dim = src_tokens.shape
+        src = src_tokens.transpose(1, 2).reshape(b, dim, *size)
+        upscaled = self.output_upscaling(src)  # (B, D/8, 4h, 4w)
+        _, channels, height, width = upscaled.shape
+        masks = hyper_in @ upscaled.view(b, channels, height * width)
+        return masks.view(b, -1, height, width)

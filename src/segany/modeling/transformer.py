@@ -1,8 +1,11 @@
-"""Two-way transformer: prompt tokens and image tokens attend to each other."""
+"""Two-way transformer: prompt tokens and image tokens attend to each other.
+
+The reference model: attention projects every token. The faster route for a few prompt tokens
+against many image tokens (projections folded into the short side) is
+:class:`segany.fast.folding.FoldedProjectionAttention`."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -29,58 +32,12 @@ class Attention(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """``q`` ``(B, Nq, D)``, ``k``/``v`` ``(B, Nk, D)`` -> ``(B, Nq, D)``.
-
-        Between a few prompt tokens and the image tokens, the projections of the long side
-        are folded into the short side (same result, re-associated products): projecting
-        4096 image tokens costs ``head_dim`` multiply-adds per head and token, the folded
-        form ``Nq`` (or ``Nk``), fewer whenever the short side has under ``head_dim`` tokens.
-        """
-        head_dim = self.internal_dim // self.num_heads
-        if q.shape[1] < head_dim < k.shape[1]:
-            return self._few_queries(q, k, v)
-        if k.shape[1] < head_dim < q.shape[1]:
-            return self._few_keys(q, k, v)
+        """``q`` ``(B, Nq, D)``, ``k``/``v`` ``(B, Nk, D)`` -> ``(B, Nq, D)``."""
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.out_proj(out.transpose(1, 2).flatten(2))
-
-    def _per_head(self, linear: nn.Linear) -> Tensor:
-        """A projection's weight ``(C, D)`` as ``(heads, C / heads, D)``."""
-        return linear.weight.unflatten(0, (self.num_heads, -1))
-
-    def _few_queries(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Few queries, many keys: ``softmax(q_h W_k,h k^T) v W_v,h^T`` (the key bias adds
-        the same score to a whole row, which softmax ignores; rows of weights sum to 1, so
-        the value bias passes through)."""
-        heads = self.num_heads
-        q_h = self._heads(self.q_proj(q)) * (self.internal_dim // heads) ** -0.5
-        folded = torch.einsum("bhqc,hcd->bhqd", q_h, self._per_head(self.k_proj))
-        scores = folded.flatten(1, 2) @ k.transpose(1, 2)  # (B, heads * Nq, Nk)
-        weights = scores.unflatten(1, (heads, -1)).softmax(dim=-1)
-        mixed = (weights.flatten(1, 2) @ v).unflatten(1, (heads, -1))  # (B, heads, Nq, D)
-        out = torch.einsum("bhqd,hcd->bqhc", mixed, self._per_head(self.v_proj))
-        out = out + self.v_proj.bias.unflatten(0, (heads, -1))
-        return self.out_proj(out.flatten(2))
-
-    def _few_keys(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Many queries, few keys: scores ``q (W_q,h^T k_h^T) + b_q,h k_h^T`` and output
-        ``sum_h A_h (v_h W_o,h^T)``, so the long side meets only ``heads * Nk`` columns."""
-        heads = self.num_heads
-        k_h = self._heads(self.k_proj(k)) * (self.internal_dim // heads) ** -0.5
-        v_h = self._heads(self.v_proj(v))  # (B, heads, Nk, C / heads)
-        query_weight = self._per_head(self.q_proj)  # (heads, C / heads, D)
-        folded = torch.einsum("bhkc,hcd->bhkd", k_h, query_weight).flatten(1, 2)  # (B, h*Nk, D)
-        bias = torch.einsum("bhkc,hc->bhk", k_h, self.q_proj.bias.unflatten(0, (heads, -1)))
-        # scores transposed, (B, h*Nk, Nq): softmax over the few keys then runs along a strided
-        # axis, vectorised over the many queries (a softmax over rows of Nk is slow)
-        scores = torch.baddbmm(bias.flatten(1).unsqueeze(-1), folded, q.transpose(1, 2))
-        weights = scores.unflatten(1, (heads, -1)).softmax(dim=2).flatten(1, 2)
-        out_weight = self.out_proj.weight.unflatten(1, (heads, -1))  # (D, heads, C / heads)
-        values = torch.einsum("bhkc,dhc->bhkd", v_h, out_weight).flatten(1, 2)  # (B, h*Nk, D)
-        return torch.baddbmm(self.out_proj.bias, weights.transpose(1, 2), values)
 
 
 class TwoWayAttentionBlock(nn.Module):

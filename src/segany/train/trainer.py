@@ -25,8 +25,9 @@ from tqdm import tqdm
 from ..checkpoints import load, save_checkpoint
 from ..config import get_config
 from ..data.datasets import MaskSample, open_dataset
+from ..fast.model import build_model
 from ..formats.files import atomic_write_bytes
-from ..modeling.sam import Sam, build_model
+from ..modeling.sam import Sam
 from .batching import Batch, TrainingExample, collate, prepare_example
 from .optim import Schedule, parameter_groups
 from .simulation import InteractiveSimulator, SimulationConfig, StepOutput
