@@ -1,6 +1,7 @@
 """The SAM model: wiring of encoder, prompt encoder and decoder, with tensor pre/post-processing.
 
-``forward`` is differentiable; inference helpers elsewhere add ``torch.inference_mode``.
+``forward`` is differentiable in training mode and, like the official one, builds no autograd
+graph in eval mode; inference helpers elsewhere add ``torch.inference_mode``.
 This is the reference model, plain modules readable beside the official code; the faster
 routes for the same modules live in :mod:`segany.fast` and are installed by
 :func:`segany.optimize` (and by every loader of segany).
@@ -116,8 +117,18 @@ class Sam(nn.Module):
         and optionally ``point_coords`` ``(B, N, 2)``, ``point_labels`` ``(B, N)``, ``boxes``
         ``(B, 4)``, ``mask_inputs`` ``(B, 1, 4h, 4w)``, all in the input frame. Each output
         holds ``masks`` ``(B, C, H, W)`` bool, ``iou_predictions`` ``(B, C)`` and
-        ``low_res_logits`` ``(B, C, 4h, 4w)``. Gradients flow (unlike the official model).
+        ``low_res_logits`` ``(B, C, 4h, 4w)``.
+
+        Like the official model, a model in eval mode (as loaded) builds no autograd graph: the
+        outputs are ready for numpy and no activations are kept. In training mode
+        (``model.train()``) gradients flow, so the model can be fine-tuned through this call.
         """
+        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+            return self._forward(batched_input, multimask_output)
+
+    def _forward(
+        self, batched_input: list[dict[str, Any]], multimask_output: bool
+    ) -> list[dict[str, torch.Tensor]]:
         images = torch.stack([self.preprocess(record["image"]) for record in batched_input])
         embeddings = self.image_encoder(images)
         outputs = []
