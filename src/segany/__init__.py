@@ -10,15 +10,18 @@ Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`
 from importlib.metadata import PackageNotFoundError, version
 
 from .automatic.generator import SamAutomaticMaskGenerator
-from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
-from .compat import (
-    SamPredictor,
+
+# the builders through their official module path, so that importing the module
+# `segany.build_sam` later never replaces the function `segany.build_sam` (as in the official)
+from .build_sam import (
     build_sam,
     build_sam_vit_b,
     build_sam_vit_h,
     build_sam_vit_l,
     sam_model_registry,
 )
+from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
+from .compat import SamPredictor
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
 from .export import OnnxPredictor, export_onnx, load_onnx
 from .fast.allocator import keep_freed_memory

@@ -86,6 +86,8 @@ class SamPredictor:
         self.features: torch.Tensor | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
+        # the official predictor's attributes (it sets them to None and never updates them)
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None
         self._current: Embedding | None = None  # kept between predicts: it caches decoder inputs
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:

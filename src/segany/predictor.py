@@ -2,5 +2,7 @@
 (``segany.inference.predictor`` holds the native :class:`~segany.Predictor`)."""
 
 from .compat import SamPredictor
+from .modeling import Sam
+from .utils.transforms import ResizeLongestSide
 
-__all__ = ["SamPredictor"]
+__all__ = ["ResizeLongestSide", "Sam", "SamPredictor"]

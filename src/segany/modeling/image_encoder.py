@@ -57,17 +57,23 @@ def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> 
 
 
 def decomposed_rel_pos_terms(
-    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, size: tuple[int, int]
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    size: tuple[int, int],
+    key_size: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two factors of the MViTv2 decomposed relative-position term.
 
-    ``q`` is ``(B, heads, H*W, C)`` (unscaled queries). Returns ``(B, heads, H, W, H)`` (query
-    row and column, key row) and ``(B, heads, H, W, W)`` (key column); the bias of query
-    ``(i, j)`` and key ``(k, l)`` is ``rel_h[..., i, j, k] + rel_w[..., i, j, l]``.
+    ``q`` is ``(B, heads, H*W, C)`` (unscaled queries on an ``H x W`` grid; keys on a
+    ``key_size`` grid, by default the same). Returns ``(B, heads, H, W, Hk)`` (query row and
+    column, key row) and ``(B, heads, H, W, Wk)`` (key column); the bias of query ``(i, j)`` and
+    key ``(k, l)`` is ``rel_h[..., i, j, k] + rel_w[..., i, j, l]``.
     """
     h, w = size
-    table_h = relative_position_table(h, h, rel_pos_h).to(q.dtype)  # (h, h, C)
-    table_w = relative_position_table(w, w, rel_pos_w).to(q.dtype)  # (w, w, C)
+    key_h, key_w = size if key_size is None else key_size
+    table_h = relative_position_table(h, key_h, rel_pos_h).to(q.dtype)  # (h, Hk, C)
+    table_w = relative_position_table(w, key_w, rel_pos_w).to(q.dtype)  # (w, Wk, C)
     grid_q = q.unflatten(2, (h, w))  # (B, heads, h, w, C)
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, table_h)
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, table_w)
@@ -80,6 +86,24 @@ def rel_pos_bias(rel_h: torch.Tensor, rel_w: torch.Tensor) -> torch.Tensor:
     b, n, rows, w, _ = rel_h.shape
     bias = rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)  # (B, n, r, W, H, W)
     return bias.contiguous().view(b, n, rows * w, -1)
+
+
+# the official helpers' names and signatures, for code that imports them
+get_rel_pos = relative_position_table
+
+
+def add_decomposed_rel_pos(
+    attn: torch.Tensor,
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: tuple[int, int],
+    k_size: tuple[int, int],
+) -> torch.Tensor:
+    """``attn`` ``(B, q_h*q_w, k_h*k_w)`` plus the decomposed relative-position bias of the
+    queries ``q`` ``(B, q_h*q_w, C)``."""
+    terms = decomposed_rel_pos_terms(q[:, None], rel_pos_h, rel_pos_w, q_size, k_size)
+    return attn + rel_pos_bias(*terms)[:, 0]
 
 
 class Attention(nn.Module):
@@ -136,11 +160,12 @@ class Attention(nn.Module):
 
 
 def window_partition(
-    x: torch.Tensor, window: int, fill: torch.Tensor | None = None
+    x: torch.Tensor, window_size: int, fill: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Split ``(B, H, W, C)`` into ``(B * nW, window, window, C)``, padding H and W up to
-    multiples of ``window`` with zeros, or with the ``(C,)`` vector ``fill``; also returns the
-    padded ``(Hp, Wp)``."""
+    multiples of ``window_size`` with zeros, or with the ``(C,)`` vector ``fill``; also returns
+    the padded ``(Hp, Wp)``."""
+    window = window_size
     b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
     hp, wp = h + pad_h, w + pad_w
@@ -156,11 +181,12 @@ def window_partition(
 
 
 def window_unpartition(
-    windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]
+    windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]
 ) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: ``(B * nW, window, window, C) -> (B, H, W, C)``."""
-    hp, wp = padded
-    h, w = size
+    """Inverse of :func:`window_partition`: ``(B * nW, window, window, C) -> (B, H, W, C)``
+    for the padded ``pad_hw`` and original ``hw`` grid sizes."""
+    window = window_size
+    (hp, wp), (h, w) = pad_hw, hw
     b = windows.shape[0] // ((hp // window) * (wp // window))
     x = windows.view(b, hp // window, wp // window, window, window, -1)
     x = x.transpose(2, 3).reshape(b, hp, wp, -1)
