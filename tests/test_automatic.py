@@ -25,10 +25,11 @@ from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
 
 from conftest import SMALL, build_official, make_pair, random_image
 from segany import SamAutomaticMaskGenerator
-from segany.automatic.generator import PRESETS, MaskTable
-from segany.automatic.masks import generate_crop_boxes, rle_to_mask
+from segany.automatic import PRESETS, MaskTable
+from segany.automatic.crops import generate_crop_boxes
 from segany.checkpoints import bundled_weights_path, load
 from segany.data.scenes import SceneConfig, generate_scene
+from segany.formats.rle import rle_to_mask
 from segany.testing import region_mask_head
 
 TOL = 1e-4

@@ -10,8 +10,10 @@ import torch
 from pycocotools import mask as mask_utils
 from segment_anything.utils import amg as official
 
-from segany.automatic import masks
+from segany.automatic import cleanup, crops, filters
 from segany.fast.upscale import upscale_logits, upscale_to_masks
+from segany.formats import boxes as box_formats
+from segany.formats import rle as rle_format
 from segany.utils import amg as dropin
 
 # pycocotools' own decode trips a numpy 2 deprecation warning
@@ -36,14 +38,14 @@ def test_rle_matches_official_and_pycocotools(seed):
     crop_masks = _random_masks(g, 6, h, w)
     full = official.uncrop_masks(crop_masks, [x0, y0, x0 + w, y0 + h], frame_h, frame_w)
     expected = official.mask_to_rle_pytorch(full)
-    ours = masks.masks_to_rle_counts(crop_masks, (x0, y0), (frame_h, frame_w))
+    ours = rle_format.masks_to_rle_counts(crop_masks, (x0, y0), (frame_h, frame_w))
     assert [c.tolist() for c in ours] == [r["counts"] for r in expected]
-    assert masks.mask_to_rle_pytorch(full) == expected
+    assert rle_format.mask_to_rle_pytorch(full) == expected
     for rle, mask in zip(expected, full.numpy()):
-        decoded = masks.rle_to_mask(rle)
+        decoded = rle_format.rle_to_mask(rle)
         assert decoded.flags.c_contiguous and np.array_equal(decoded, mask)
-        assert masks.area_from_rle(rle) == int(mask.sum())
-        coco = masks.coco_encode_rle(rle)
+        assert rle_format.area_from_rle(rle) == int(mask.sum())
+        coco = rle_format.coco_encode_rle(rle)
         assert coco == official.coco_encode_rle(rle)
         assert np.array_equal(mask_utils.decode(coco).astype(bool), mask)
 
@@ -52,16 +54,16 @@ def test_rle_of_no_masks_is_no_runs():
     # a batch emptied by a filter must give no counts: one spurious run would shift every later
     # mask onto another mask's box and area
     none = torch.zeros(0, 5, 7, dtype=torch.bool)
-    assert masks.masks_to_rle_counts(none) == []
-    assert masks.masks_to_rle_counts(none, (3, 2), (20, 30)) == []
-    assert masks.mask_to_rle_pytorch(none) == []
+    assert rle_format.masks_to_rle_counts(none) == []
+    assert rle_format.masks_to_rle_counts(none, (3, 2), (20, 30)) == []
+    assert rle_format.mask_to_rle_pytorch(none) == []
 
 
 def test_rle_rejects_bad_input():
     with pytest.raises(ValueError, match="do not fit"):
-        masks.masks_to_rle_counts(torch.zeros(1, 4, 4, dtype=torch.bool), (2, 0), (4, 4))
+        rle_format.masks_to_rle_counts(torch.zeros(1, 4, 4, dtype=torch.bool), (2, 0), (4, 4))
     with pytest.raises(ValueError, match="sum to"):
-        masks.rle_to_mask({"size": [2, 2], "counts": [1, 2]})
+        rle_format.rle_to_mask({"size": [2, 2], "counts": [1, 2]})
 
 
 def test_boxes_and_stability_match_official():
@@ -69,12 +71,12 @@ def test_boxes_and_stability_match_official():
     batch = _random_masks(g, 8, 9, 13).reshape(2, 4, 9, 13)
     batch[0, 2] = False
     batch[0, 2, 4, 7] = True  # one pixel: width and height 0
-    assert torch.equal(masks.masks_to_boxes(batch), official.batched_mask_to_box(batch))
-    assert masks.masks_to_boxes(batch)[0, 2].tolist() == [7, 4, 7, 4]
-    assert masks.masks_to_boxes(torch.zeros(0, 5, 5, dtype=torch.bool)).shape == (0, 4)
+    assert torch.equal(box_formats.masks_to_boxes(batch), official.batched_mask_to_box(batch))
+    assert box_formats.masks_to_boxes(batch)[0, 2].tolist() == [7, 4, 7, 4]
+    assert box_formats.masks_to_boxes(torch.zeros(0, 5, 5, dtype=torch.bool)).shape == (0, 4)
     logits = torch.randn(10, 30, 40, generator=g) * 3
     logits[0] = -5  # empty union: NaN, like the official
-    ours = masks.stability_score(logits, 0.0, 1.0)
+    ours = filters.stability_score(logits, 0.0, 1.0)
     theirs = official.calculate_stability_score(logits, 0.0, 1.0)
     assert ours.dtype == torch.float32 and torch.isnan(ours[0])
     torch.testing.assert_close(ours, theirs, atol=0, rtol=0, equal_nan=True)
@@ -82,12 +84,12 @@ def test_boxes_and_stability_match_official():
 
 def test_point_grids_and_crop_boxes_match_official():
     for n in (1, 5, 16, 32):
-        assert np.array_equal(masks.build_point_grid(n), official.build_point_grid(n))
+        assert np.array_equal(crops.build_point_grid(n), official.build_point_grid(n))
     for ours, theirs in zip(
-        masks.build_all_layer_point_grids(32, 2, 2), official.build_all_layer_point_grids(32, 2, 2)
+        crops.build_all_layer_point_grids(32, 2, 2), official.build_all_layer_point_grids(32, 2, 2)
     ):
         assert np.array_equal(ours, theirs)
-    boxes, layers = masks.generate_crop_boxes((1500, 2250), 1, 512 / 1500)
+    boxes, layers = crops.generate_crop_boxes((1500, 2250), 1, 512 / 1500)
     assert boxes[1:] == [
         [0, 0, 1381, 1006],
         [0, 494, 1381, 1500],
@@ -98,7 +100,7 @@ def test_point_grids_and_crop_boxes_match_official():
     for size in [(534, 800), (1200, 1800), (603, 1072), (37, 100), (1, 1)]:
         for n_layers in range(4):
             for ratio in (512 / 1500, 0.1, 0.0):
-                assert masks.generate_crop_boxes(size, n_layers, ratio) == (
+                assert crops.generate_crop_boxes(size, n_layers, ratio) == (
                     official.generate_crop_boxes(size, n_layers, ratio)
                 )
 
@@ -110,30 +112,30 @@ def test_uncrop_and_crop_edges_match_official():
     boxes[:, 2:] += boxes[:, :2]
     points = torch.rand(20, 2, generator=g, dtype=torch.float64) * 50
     assert torch.equal(
-        masks.uncrop_boxes_xyxy(boxes, crop), official.uncrop_boxes_xyxy(boxes, crop)
+        crops.uncrop_boxes_xyxy(boxes, crop), official.uncrop_boxes_xyxy(boxes, crop)
     )
-    assert torch.equal(masks.uncrop_points(points, crop), official.uncrop_points(points, crop))
+    assert torch.equal(crops.uncrop_points(points, crop), official.uncrop_points(points, crop))
     crop_masks = _random_masks(g, 3, 50, 50)
     assert torch.equal(
-        masks.uncrop_masks(crop_masks, crop, 90, 80),
+        crops.uncrop_masks(crop_masks, crop, 90, 80),
         official.uncrop_masks(crop_masks, crop, 90, 80),
     )
     for image_box in ([0, 0, 80, 90], [0, 0, 60, 70]):
         assert torch.equal(
-            masks.is_box_near_crop_edge(boxes, crop, image_box),
+            filters.is_box_near_crop_edge(boxes, crop, image_box),
             official.is_box_near_crop_edge(boxes, crop, image_box),
         )
-    xywh = masks.box_xyxy_to_xywh(boxes)
+    xywh = box_formats.box_xyxy_to_xywh(boxes)
     assert torch.equal(xywh[:, 2:], boxes[:, 2:] - boxes[:, :2]) and torch.equal(
         xywh[:, :2], boxes[:, :2]
     )
-    assert [b for (b,) in masks.batch_iterator(4, list(range(10)))] == [
+    assert [b for (b,) in crops.batch_iterator(4, list(range(10)))] == [
         [0, 1, 2, 3],
         [4, 5, 6, 7],
         [8, 9],
     ]
     with pytest.raises(ValueError):
-        next(masks.batch_iterator(2, [1, 2], [1]))
+        next(crops.batch_iterator(2, [1, 2], [1]))
 
 
 @pytest.mark.parametrize("mode", ["holes", "islands"])
@@ -142,11 +144,11 @@ def test_remove_small_regions_matches_official(mode):
     for trial in range(20):
         mask = rng.random((30, 40)) < (0.3 + 0.02 * trial)
         for area in (1, 4, 30, 10_000):
-            ours = masks.remove_small_regions(mask, area, mode)
+            ours = cleanup.remove_small_regions(mask, area, mode)
             theirs = official.remove_small_regions(mask, area, mode)
             assert ours[1] == theirs[1] and np.array_equal(ours[0], theirs[0])
     with pytest.raises(ValueError, match="mode"):
-        masks.remove_small_regions(mask, 10, "specks")  # type: ignore[arg-type]
+        cleanup.remove_small_regions(mask, 10, "specks")  # type: ignore[arg-type]
 
 
 def test_dropin_module_has_the_official_names():
@@ -181,7 +183,7 @@ def test_upscale_footprint_bounds_the_upscaled_logits(low_res, img_size, input_s
         [smooth, torch.randn(2, low_res, low_res, generator=g) * 3, smooth[:1] - 100]
     )
     up = upscale_logits(logits[:, None], img_size, input_size, original_size)[:, 0]
-    footprint = masks.UpscaleFootprint.of(low_res, img_size, input_size, original_size)
+    footprint = filters.UpscaleFootprint.of(low_res, img_size, input_size, original_size)
     low, high = footprint.extremes(logits)
     rows, cols = footprint.row_count, footprint.col_count
     assert rows.sum() == original_size[0] and cols.sum() == original_size[1]
@@ -189,7 +191,7 @@ def test_upscale_footprint_bounds_the_upscaled_logits(low_res, img_size, input_s
     high = high.repeat_interleave(rows, dim=1).repeat_interleave(cols, dim=2)
     assert bool((low - 1e-4 <= up).all()) and bool((up <= high + 1e-4).all())
     for offset in (1.0, 0.25):
-        exact = masks.stability_score(up, 0.0, offset)
+        exact = filters.stability_score(up, 0.0, offset)
         bound = footprint.stability_upper_bound(logits, 0.0, offset)
         assert bool(((exact <= bound) | exact.isnan()).all())
         assert bool((exact[bound == 0] == 0).all() | exact[bound == 0].isnan().all())

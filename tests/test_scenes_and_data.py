@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from segany.automatic.masks import masks_to_boxes
 from segany.data import (
     CocoInstances,
     GeneratedScenes,
@@ -20,6 +19,7 @@ from segany.data import (
     write_generated_shards,
 )
 from segany.formats import decode_coco_rle, encode_coco_rle, mask_bbox_xywh, read_sa1b
+from segany.formats.boxes import masks_to_boxes
 from segany.train.batching import collate, prepare_example
 
 

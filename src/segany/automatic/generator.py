@@ -14,7 +14,7 @@ Where the time goes, and what segany does about it (see ``BENCHMARKS.md``):
 - stability needs the upscaled logits to give the official answer, but every upscaled logit is
   a convex combination of a few low-res ones, which bounds the score from the low-res logits:
   masks whose bound is under the threshold are dropped without upscaling (the same answer,
-  provably: :class:`~segany.automatic.masks.UpscaleFootprint`); the rest are upscaled a few at a time
+  provably: :class:`~segany.automatic.filters.UpscaleFootprint`); the rest are upscaled a few at a time
   and dropped once run-length encoded, so memory is bounded by a handful of full-size masks,
   not by 3 x ``points_per_batch``;
 - run-length encoding places crop masks in the image frame arithmetically, without padding.
@@ -23,8 +23,8 @@ Where the time goes, and what segany does about it (see ``BENCHMARKS.md``):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,138 +35,33 @@ from torchvision.ops import box_area
 
 from ..fast.shared_decoder import SharedImage, SharedImageDecoder, Workspace
 from ..fast.upscale import upscale_logits
+from ..formats.boxes import masks_to_boxes
+from ..formats.images import read_image
+from ..formats.rle import masks_to_rle_counts
+from ..formats.sa1b import Sa1bAnnotation
 from ..inference.embedding import check_image
 from ..inference.predictor import Predictor
 from ..inference.transforms import scale_coords
 from ..modeling.sam import Sam
-from .masks import (
-    UpscaleFootprint,
-    box_xyxy_to_xywh,
-    build_all_layer_point_grids,
-    coco_encode_rle,
-    generate_crop_boxes,
-    is_box_near_crop_edge,
-    masks_to_boxes,
-    masks_to_rle_counts,
-    nms,
-    remove_small_regions,
-    rle_to_mask,
-    stability_score,
-)
+from .cleanup import clean_small_regions
+from .crops import Crop, generate_crop_boxes
+from .filters import UpscaleFootprint, is_box_near_crop_edge, nms, stability_score
+from .settings import PRESETS, apply_preset, check_settings
+from .table import SEGMENTATIONS, MaskTable
 
-OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-# Settings of the paper's SA-1B generation (Kirillov et al. 2023, appendix B): a 32x32 grid on
-# the image, 2x2 crops with 16x16 and 4x4 crops with 8x8 grids, holes and islands under 100 px
-# cleaned up, masks covering 95% of the image or more dropped. The IoU (0.88) and stability
-# (0.95) thresholds and the NMS thresholds (0.7) are the defaults already.
-PRESETS: dict[str, dict[str, Any]] = {
-    "sa1b": {
-        "points_per_side": 32,
-        "crop_n_layers": 2,
-        "crop_n_points_downscale_factor": 2,
-        "min_mask_region_area": 100,
-        "max_mask_area_fraction": 0.95,
-    },
-    # the bundled demonstration model predicts its IoU less confidently than SAM
-    "tiny": {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.8},
-}
+__all__ = ["PRESETS", "MaskTable", "SamAutomaticMaskGenerator"]
 
 # Work sizes, in floats per tensor, whatever the model and image size. The transformer holds a
 # few (N, D) image-token tensors per prompt: 6 prompts of 4096 x 256 tokens (24 MiB), the mask
 # head about 3 per prompt, 4 prompts at a time; they live in a Workspace reused by every batch.
-# On CPU small batches are faster (2-core benchmark machine, 1024 ViT-B prompts: 15 s in
-# batches of 64, 9.5-10 s in batches of 6): a fresh tensor of hundreds of MiB is new pages the
-# kernel faults in and zeroes each batch, and one of a few tens of MiB stays in the L3 cache
-# between the passes of a block. The upscaling holds a padded square and a crop per mask.
+# On CPU small batches are faster than large ones: a fresh tensor of hundreds of MiB is new
+# pages the kernel faults in and zeroes each batch, and one of a few tens of MiB stays in the
+# L3 cache between the passes of a block. The upscaling holds a padded square and a crop per
+# mask.
 DECODE_BUDGET = 6 * 2**20
 MASK_HEAD_BUDGET = 4 * 2**20
 UPSCALE_BUDGET = 2**24
 CANDIDATE_GROUP = 64  # low-res masks (256 KiB each) gathered before the stability stage
-
-
-@dataclass
-class MaskTable:
-    """Candidate masks as typed columns, one row per mask.
-
-    ``counts`` uncompressed RLE counts (int64 arrays) in the image frame, ``boxes`` ``(N, 4)``
-    int64 XYXY and ``points`` in the crop frame until the crop is done, in the image frame after;
-    ``areas`` ``(N,)`` int64, ``iou`` and ``stability`` ``(N,)`` float32, ``points`` ``(N, 2)``
-    float64 prompt coordinates, ``crop_boxes`` ``(N, 4)`` int64 XYXY.
-    """
-
-    counts: list[np.ndarray]
-    boxes: Tensor
-    areas: Tensor
-    iou: Tensor
-    stability: Tensor
-    points: Tensor
-    crop_boxes: Tensor
-
-    def __post_init__(self) -> None:
-        # every column must describe the same masks: a misaligned row would pair one object's
-        # mask with another's box and area
-        lengths = {f.name: len(getattr(self, f.name)) for f in fields(self)}
-        if len(set(lengths.values())) > 1:
-            raise AssertionError(f"MaskTable columns differ in length: {lengths}")
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-    def select(self, index: Tensor) -> MaskTable:
-        """The rows ``index`` (bool mask or integer indices, in that order)."""
-        index = index.cpu()
-        if index.dtype == torch.bool:
-            index = index.nonzero()[:, 0]
-        rows = index.tolist()
-        return MaskTable(
-            counts=[self.counts[i] for i in rows],
-            **{
-                f.name: getattr(self, f.name)[index.to(getattr(self, f.name).device)]
-                for f in fields(self)
-                if f.name != "counts"
-            },
-        )
-
-    @staticmethod
-    def cat(tables: Sequence[MaskTable]) -> MaskTable:
-        """Rows of all ``tables`` in order."""
-        if not tables:
-            return MaskTable.empty()
-        return MaskTable(
-            counts=[c for t in tables for c in t.counts],
-            **{
-                f.name: torch.cat([getattr(t, f.name) for t in tables])
-                for f in fields(MaskTable)
-                if f.name != "counts"
-            },
-        )
-
-    @staticmethod
-    def empty() -> MaskTable:
-        return MaskTable(
-            counts=[],
-            boxes=torch.zeros(0, 4, dtype=torch.int64),
-            areas=torch.zeros(0, dtype=torch.int64),
-            iou=torch.zeros(0),
-            stability=torch.zeros(0),
-            points=torch.zeros(0, 2, dtype=torch.float64),
-            crop_boxes=torch.zeros(0, 4, dtype=torch.int64),
-        )
-
-
-@dataclass(frozen=True)
-class _Crop:
-    """One crop of the image: its XYXY box, crop layer, and the image size."""
-
-    box: list[int]
-    layer: int
-    image_size: tuple[int, int]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        x0, y0, x1, y1 = self.box
-        return y1 - y0, x1 - x0
 
 
 @dataclass(frozen=True)
@@ -174,7 +69,7 @@ class _CropWork:
     """What the batches of one crop share: the crop, its decoder inputs, its resized size and
     the footprint of the upscaling."""
 
-    crop: _Crop
+    crop: Crop
     shared: SharedImage
     input_size: tuple[int, int]
     footprint: UpscaleFootprint
@@ -219,7 +114,7 @@ class SamAutomaticMaskGenerator:
         preset: str | None = None,
     ) -> None:
         given = {name: value for name, value in locals().items() if name not in ("self", "model")}
-        settings = _apply_preset(given)
+        settings = apply_preset(given, _defaults())
         self.points_per_side: int | None = settings["points_per_side"]
         self.points_per_batch: int = settings["points_per_batch"]
         self.pred_iou_thresh: float = settings["pred_iou_thresh"]
@@ -234,7 +129,7 @@ class SamAutomaticMaskGenerator:
         self.output_mode: str = settings["output_mode"]
         self.max_mask_area_fraction: float | None = settings["max_mask_area_fraction"]
         self.preset: str | None = preset
-        self.point_grids = _check_settings(settings)
+        self.point_grids = check_settings(settings)
         self.predictor = Predictor(model)
         self.decoder = SharedImageDecoder(model)
 
@@ -252,7 +147,7 @@ class SamAutomaticMaskGenerator:
         ``predicted_iou``, ``point_coords`` ``[[x, y]]``, ``stability_score``, ``crop_box`` XYWH.
         """
         check_image(image)
-        return self._records(self.generate_table(image), image.shape[:2])
+        return self.generate_table(image).records(image.shape[:2], SEGMENTATIONS[self.output_mode])
 
     def generate_batch(
         self, images: Iterable[np.ndarray | str | Path], progress: bool = True
@@ -270,7 +165,7 @@ class SamAutomaticMaskGenerator:
 
         total = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
         for item in tqdm(images, total=total, disable=not progress, desc="segment", unit="img"):
-            yield self.generate(_load_image(item))
+            yield self.generate(item if isinstance(item, np.ndarray) else read_image(item))
 
     @torch.inference_mode()
     def generate_table(self, image: np.ndarray) -> MaskTable:
@@ -278,7 +173,7 @@ class SamAutomaticMaskGenerator:
         check_image(image)
         size = (image.shape[0], image.shape[1])
         boxes, layers = generate_crop_boxes(size, self.crop_n_layers, self.crop_overlap_ratio)
-        crops = [_Crop(box, layer, size) for box, layer in zip(boxes, layers)]
+        crops = [Crop(box, layer, size) for box, layer in zip(boxes, layers)]
         crops = [crop for crop in crops if min(crop.size) > 0]  # tiny images: empty crops
         table = MaskTable.cat([self._process_crop(image, crop) for crop in crops])
         if len(crops) > 1 and len(table):  # prefer masks from smaller crops
@@ -296,9 +191,14 @@ class SamAutomaticMaskGenerator:
             )
         return table
 
+    def generate_annotations(self, image: np.ndarray) -> list[Sa1bAnnotation]:
+        """:meth:`generate`'s records as typed SA-1B annotations (COCO RLE, whatever
+        ``output_mode``), ready for :mod:`segany.formats`."""
+        return self.generate_table(image).annotations((image.shape[0], image.shape[1]))
+
     # --- pipeline -------------------------------------------------------------------------------
 
-    def _process_crop(self, image: np.ndarray, crop: _Crop) -> MaskTable:
+    def _process_crop(self, image: np.ndarray, crop: Crop) -> MaskTable:
         x0, y0, x1, y1 = crop.box
         embedding = self.predictor.embed(image[y0:y1, x0:x1])
         h, w = crop.size
@@ -433,34 +333,6 @@ class SamAutomaticMaskGenerator:
             crop_boxes=torch.tensor([crop.box] * count, dtype=torch.int64).reshape(count, 4),
         )
 
-    # --- output ---------------------------------------------------------------------------------
-
-    def _records(self, table: MaskTable, size: tuple[int, int]) -> list[dict[str, Any]]:
-        h, w = size
-        boxes = box_xyxy_to_xywh(table.boxes).tolist()
-        crop_boxes = box_xyxy_to_xywh(table.crop_boxes).tolist()
-        records = []
-        for i, counts in enumerate(table.counts):
-            rle = {"size": [h, w], "counts": counts.tolist()}
-            if self.output_mode == "binary_mask":
-                segmentation: Any = rle_to_mask(rle)
-            elif self.output_mode == "coco_rle":
-                segmentation = coco_encode_rle(rle)
-            else:
-                segmentation = rle
-            records.append(
-                {
-                    "segmentation": segmentation,
-                    "area": int(table.areas[i]),
-                    "bbox": boxes[i],
-                    "predicted_iou": float(table.iou[i]),
-                    "point_coords": [table.points[i].tolist()],
-                    "stability_score": float(table.stability[i]),
-                    "crop_box": crop_boxes[i],
-                }
-            )
-        return records
-
 
 def _concat(parts: list[tuple[Tensor, Tensor, np.ndarray]]) -> tuple[Tensor, Tensor, np.ndarray]:
     return (
@@ -470,114 +342,6 @@ def _concat(parts: list[tuple[Tensor, Tensor, np.ndarray]]) -> tuple[Tensor, Ten
     )
 
 
-def clean_small_regions(
-    table: MaskTable, size: tuple[int, int], min_area: int, nms_thresh: float
-) -> MaskTable:
-    """Fill holes and remove islands smaller than ``min_area`` in every mask, then box NMS at
-    ``nms_thresh`` preferring masks that needed no change."""
-    h, w = size
-    counts, boxes, areas, unchanged = [], [], [], []
-    for i, rle_counts in enumerate(table.counts):
-        mask = rle_to_mask({"size": [h, w], "counts": rle_counts})
-        mask, filled = remove_small_regions(mask, min_area, "holes")
-        mask, removed = remove_small_regions(mask, min_area, "islands")
-        if filled or removed:
-            tensor = torch.from_numpy(mask)[None]
-            counts.append(masks_to_rle_counts(tensor)[0])
-            boxes.append(masks_to_boxes(tensor)[0])
-            areas.append(int(mask.sum()))
-        else:
-            counts.append(rle_counts)
-            boxes.append(table.boxes[i])
-            areas.append(int(table.areas[i]))
-        unchanged.append(not (filled or removed))
-    table = MaskTable(
-        counts=counts,
-        boxes=torch.stack(boxes),
-        areas=torch.tensor(areas, dtype=torch.int64),
-        iou=table.iou,
-        stability=table.stability,
-        points=table.points,
-        crop_boxes=table.crop_boxes,
-    )
-    scores = torch.tensor(unchanged, dtype=torch.float32)
-    return table.select(nms(table.boxes, scores, nms_thresh))
-
-
-# --- settings -----------------------------------------------------------------------------------
-
-
 def _defaults() -> dict[str, Any]:
     parameters = inspect.signature(SamAutomaticMaskGenerator.__init__).parameters
     return {name: p.default for name, p in parameters.items() if name not in ("self", "model")}
-
-
-def _apply_preset(given: dict[str, Any]) -> dict[str, Any]:
-    """The settings after ``given["preset"]``: preset values replace arguments left at their
-    defaults; arguments the caller changed win."""
-    preset = given["preset"]
-    if preset is None:
-        return given
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known presets: {sorted(PRESETS)}")
-    defaults = _defaults()
-    settings = dict(given)
-    for name, value in PRESETS[preset].items():
-        if given[name] == defaults[name]:
-            settings[name] = value
-    return settings
-
-
-def _check_settings(s: dict[str, Any]) -> list[np.ndarray]:
-    """``ValueError`` for inconsistent settings; returns the point grid of each crop layer."""
-    if s["output_mode"] not in OUTPUT_MODES:
-        raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {s['output_mode']!r}")
-    if (s["points_per_side"] is None) == (s["point_grids"] is None):
-        raise ValueError("give exactly one of points_per_side and point_grids")
-    if not isinstance(s["crop_n_layers"], int) or s["crop_n_layers"] < 0:
-        raise ValueError(f"crop_n_layers must be an int >= 0, got {s['crop_n_layers']!r}")
-    if not isinstance(s["points_per_batch"], int) or s["points_per_batch"] < 1:
-        raise ValueError(f"points_per_batch must be an int >= 1, got {s['points_per_batch']!r}")
-    for name in ("box_nms_thresh", "crop_nms_thresh"):
-        if not 0.0 <= s[name] <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {s[name]}")
-    if not 0.0 <= s["crop_overlap_ratio"] < 1.0:
-        raise ValueError(f"crop_overlap_ratio must be in [0, 1), got {s['crop_overlap_ratio']}")
-    if s["stability_score_offset"] < 0:
-        raise ValueError(f"stability_score_offset must be >= 0, got {s['stability_score_offset']}")
-    if s["min_mask_region_area"] < 0:
-        raise ValueError(f"min_mask_region_area must be >= 0, got {s['min_mask_region_area']}")
-    fraction = s["max_mask_area_fraction"]
-    if fraction is not None and not 0.0 < fraction <= 1.0:
-        raise ValueError(f"max_mask_area_fraction must be in (0, 1], got {fraction}")
-    layers = s["crop_n_layers"] + 1
-    if s["point_grids"] is None:
-        side, factor = s["points_per_side"], s["crop_n_points_downscale_factor"]
-        if not isinstance(side, int) or side < 1:
-            raise ValueError(f"points_per_side must be an int >= 1, got {side!r}")
-        if not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"crop_n_points_downscale_factor must be an int >= 1, got {factor!r}")
-        if int(side / factor ** (layers - 1)) < 1:
-            raise ValueError(
-                f"points_per_side={side} with crop_n_points_downscale_factor={factor} leaves no "
-                f"points in crop layer {layers - 1}"
-            )
-        return build_all_layer_point_grids(side, layers - 1, factor)
-    grids = [np.asarray(g, dtype=np.float64) for g in s["point_grids"]]
-    if len(grids) < layers:
-        raise ValueError(f"point_grids has {len(grids)} grids; {layers} crop layers need one each")
-    for grid in grids:
-        if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0:
-            raise ValueError(f"each point grid must have shape (n, 2), got {grid.shape}")
-        if not np.all((grid >= 0) & (grid <= 1)):
-            raise ValueError("point grids are normalised: coordinates must lie in [0, 1]")
-    return grids
-
-
-def _load_image(item: np.ndarray | str | Path) -> np.ndarray:
-    if isinstance(item, np.ndarray):
-        return item
-    from PIL import Image
-
-    with Image.open(item) as image:
-        return np.asarray(image.convert("RGB"))

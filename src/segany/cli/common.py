@@ -6,6 +6,7 @@ import argparse
 
 from ..fast.precision import PRECISIONS
 from ..inference.predictor import Predictor
+from ..modeling.sam import Sam
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +31,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_predictor(args: argparse.Namespace) -> Predictor:
+def load_model(args: argparse.Namespace) -> Sam:
+    """The model the ``--model``/``--checkpoint``/``--device``/``--precision``/``--compile``
+    options name."""
     from ..checkpoints import load
 
-    return Predictor(
-        load(
-            args.model,
-            args.checkpoint,
-            device=args.device,
-            precision=args.precision,
-            compile=args.compile,
-        )
+    return load(
+        args.model,
+        args.checkpoint,
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
     )
+
+
+def load_predictor(args: argparse.Namespace) -> Predictor:
+    return Predictor(load_model(args))
 
 
 def bundled_preset(args: argparse.Namespace) -> str | None:

@@ -10,10 +10,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import USAGE_ERROR, CliError, check_writable, describe
 from .common import add_model_options, bundled_preset
+
+if TYPE_CHECKING:
+    from ..automatic import SamAutomaticMaskGenerator
+    from ..formats.sa1b import Sa1bAnnotation
 
 OUTPUTS = ("sa1b", "coco", "png")
 GENERATOR_OPTIONS: dict[str, type] = {
@@ -86,29 +90,10 @@ def _inputs(path: Path) -> list[Path]:
     return images
 
 
-def _sa1b_annotations(records: list[dict[str, Any]]) -> list[Any]:
-    from ..formats.sa1b import Sa1bAnnotation
-
-    return [
-        Sa1bAnnotation(
-            id=i,
-            segmentation=r["segmentation"],
-            bbox=r["bbox"],
-            area=r["area"],
-            predicted_iou=r["predicted_iou"],
-            stability_score=r["stability_score"],
-            crop_box=r["crop_box"],
-            point_coords=r["point_coords"],
-        )
-        for i, r in enumerate(records)
-    ]
-
-
-def _write_png_folder(folder: Path, records: list[dict[str, Any]]) -> None:
+def _write_png_folder(folder: Path, annotations: list[Sa1bAnnotation]) -> None:
     """``{i}.png`` per mask plus ``metadata.csv`` (the official ``scripts/amg.py`` layout),
     written to a hidden folder first and renamed into place when complete."""
     from ..formats.pictures import mask_png, write_png
-    from ..formats.rle import decode_coco_rle
 
     staging = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -116,32 +101,63 @@ def _write_png_folder(folder: Path, records: list[dict[str, Any]]) -> None:
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     rows.write(PNG_METADATA_HEADER + "\n")
-    for i, record in enumerate(records):
-        write_png(staging / f"{i}.png", mask_png(decode_coco_rle(record["segmentation"])))
+    for i, annotation in enumerate(annotations):
+        write_png(staging / f"{i}.png", mask_png(annotation.mask()))
         writer.writerow(
             [
                 i,
-                record["area"],
-                *record["bbox"],
-                *record["point_coords"][0],
-                record["predicted_iou"],
-                record["stability_score"],
-                *record["crop_box"],
+                annotation.area,
+                *annotation.bbox,
+                *annotation.point_coords[0],
+                annotation.predicted_iou,
+                annotation.stability_score,
+                *annotation.crop_box,
             ]
         )
     (staging / "metadata.csv").write_text(rows.getvalue())
     os.replace(staging, folder)
 
 
+def _write_coco_part(
+    path: Path, image: Path, size: tuple[int, int], annotations: list[Sa1bAnnotation]
+) -> None:
+    """One image's share of the COCO json: its file name and size, and its records with the
+    official generator's keys (what :meth:`CocoDataset.add_image` takes)."""
+    from ..automatic.table import RECORD_KEYS
+    from ..formats.files import atomic_write_text
+
+    records = [{key: getattr(a, key) for key in RECORD_KEYS} for a in annotations]
+    part = {"file_name": image.name, "height": size[0], "width": size[1], "records": records}
+    atomic_write_text(path, json.dumps(part))
+
+
+def _write_coco(output: Path, parts: list[Path]) -> None:
+    """``annotations.json`` from the parts written so far, in image order."""
+    from ..formats.coco import CocoDataset
+
+    dataset = CocoDataset()
+    for marker in parts:
+        if marker.exists():
+            part = json.loads(marker.read_text())
+            dataset.add_image(part["file_name"], part["height"], part["width"], part["records"])
+    dataset.write(output / "annotations.json")
+
+
+def _generator(args: argparse.Namespace) -> SamAutomaticMaskGenerator:
+    """The generator the options ask for, over the model loaded once."""
+    from ..automatic import SamAutomaticMaskGenerator
+    from .common import load_model
+
+    settings = {k: getattr(args, k) for k in GENERATOR_OPTIONS if getattr(args, k) is not None}
+    preset = args.preset or bundled_preset(args)
+    return SamAutomaticMaskGenerator(load_model(args), preset=preset, **settings)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..automatic.generator import SamAutomaticMaskGenerator
-    from ..formats.coco import CocoDataset
-    from ..formats.files import atomic_write_text
     from ..formats.images import read_image
     from ..formats.sa1b import Sa1bImage, write_sa1b
-    from .common import load_predictor
 
     images = _inputs(Path(args.input))
     output = Path(args.output)
@@ -158,21 +174,14 @@ def run(args: argparse.Namespace) -> int:
         }[args.format]
 
     todo = [p for p in images if not done_marker(p).exists()]
-    skipped = len(images) - len(todo)
-    settings = {k: getattr(args, k) for k in GENERATOR_OPTIONS if getattr(args, k) is not None}
-    generator = None
-    if todo:
-        model = load_predictor(args).model
-        generator = SamAutomaticMaskGenerator(
-            model, output_mode="coco_rle", preset=args.preset or bundled_preset(args), **settings
-        )
+    generator = _generator(args) if todo else None
     if args.format == "coco":
         parts.mkdir(exist_ok=True)
     failures = 0
     for path in tqdm(todo, desc="everything", unit="img", disable=len(images) < 2):
         try:
             image = read_image(path)
-            records = generator.generate(image)  # type: ignore[union-attr]
+            annotations = generator.generate_annotations(image)  # type: ignore[union-attr]
         except (ValueError, OSError, RuntimeError, MemoryError) as exc:
             failures += 1
             tqdm.write(f"error: {path}: {describe(exc)}", file=sys.stderr)
@@ -180,20 +189,14 @@ def run(args: argparse.Namespace) -> int:
         height, width = image.shape[:2]
         if args.format == "sa1b":
             info = Sa1bImage(images.index(path) + 1, width, height, path.name)
-            write_sa1b(done_marker(path), info, _sa1b_annotations(records))
+            write_sa1b(done_marker(path), info, annotations)
         elif args.format == "png":
-            _write_png_folder(done_marker(path), records)
+            _write_png_folder(done_marker(path), annotations)
         else:
-            part = {"file_name": path.name, "height": height, "width": width, "records": records}
-            atomic_write_text(done_marker(path), json.dumps(part))
+            _write_coco_part(done_marker(path), path, (height, width), annotations)
     if args.format == "coco":
-        dataset = CocoDataset()
-        for path in images:
-            marker = done_marker(path)
-            if marker.exists():
-                part = json.loads(marker.read_text())
-                dataset.add_image(part["file_name"], part["height"], part["width"], part["records"])
-        dataset.write(output / "annotations.json")
+        _write_coco(output, [done_marker(p) for p in images])
     processed = len(todo) - failures
+    skipped = len(images) - len(todo)
     print(f"{processed} images segmented, {skipped} already done, {failures} failed -> {output}")
     return USAGE_ERROR if failures else 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..automatic.masks import stability_score
+from ..automatic.filters import stability_score
 from ..fast.upscale import upscale_logits
 from ..inference.embedding import encoder_id
 from ..inference.transforms import preprocess_shape

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from .boxes import mask_bbox_xywh
 from .files import atomic_write_text
-from .rle import decode_coco_rle, encode_coco_rle, mask_bbox_xywh
+from .rle import decode_coco_rle, encode_coco_rle
 
 
 @dataclass(frozen=True)

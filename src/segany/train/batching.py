@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..automatic.masks import masks_to_boxes
 from ..data.datasets import MaskSample
+from ..formats.boxes import masks_to_boxes
 from ..inference.transforms import preprocess_shape, resize_image
 
 

@@ -1,5 +1,5 @@
 """Drop-in for ``segment_anything.utils.amg``: the official helper names over
-:mod:`segany.automatic.masks`, plus :class:`MaskData` (the official generator's column store)
+:mod:`segany.automatic` and :mod:`segany.formats`, plus :class:`MaskData` (the column store)
 and :func:`calculate_stability_score` with the official parameter names."""
 
 from __future__ import annotations
@@ -11,24 +11,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..automatic.masks import (
-    area_from_rle,
+from ..automatic.cleanup import remove_small_regions
+from ..automatic.crops import (
     batch_iterator,
-    box_xyxy_to_xywh,
     build_all_layer_point_grids,
     build_point_grid,
-    coco_encode_rle,
     generate_crop_boxes,
-    is_box_near_crop_edge,
-    mask_to_rle_pytorch,
-    remove_small_regions,
-    rle_to_mask,
     uncrop_boxes_xyxy,
     uncrop_masks,
     uncrop_points,
 )
-from ..automatic.masks import masks_to_boxes as batched_mask_to_box
-from ..automatic.masks import stability_score as _stability_score
+from ..automatic.filters import is_box_near_crop_edge
+from ..automatic.filters import stability_score as _stability_score
+from ..formats.boxes import box_xyxy_to_xywh
+from ..formats.boxes import masks_to_boxes as batched_mask_to_box
+from ..formats.rle import area_from_rle, coco_encode_rle, mask_to_rle_pytorch, rle_to_mask
 
 __all__ = [
     "MaskData",
