@@ -4,13 +4,13 @@ preferring the masks that needed no change."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ..formats.boxes import masks_to_boxes
-from ..formats.rle import masks_to_rle_counts, rle_to_mask
+from ..formats.rle import mask_to_rle_pytorch, masks_to_rle_counts, rle_to_mask
 from .filters import nms
 from .table import MaskTable
 
@@ -41,6 +41,14 @@ def remove_small_regions(
     return keep[labels], True
 
 
+def clean_mask(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
+    """Fill holes, then drop islands, smaller than ``min_area`` in an ``(H, W)`` bool mask;
+    returns the mask and whether it changed."""
+    mask, filled = remove_small_regions(mask, min_area, "holes")
+    mask, removed = remove_small_regions(mask, min_area, "islands")
+    return mask, filled or removed
+
+
 def clean_small_regions(
     table: MaskTable, size: tuple[int, int], min_area: int, nms_thresh: float
 ) -> MaskTable:
@@ -49,10 +57,8 @@ def clean_small_regions(
     h, w = size
     counts, boxes, areas, unchanged = [], [], [], []
     for i, rle_counts in enumerate(table.counts):
-        mask = rle_to_mask({"size": [h, w], "counts": rle_counts})
-        mask, filled = remove_small_regions(mask, min_area, "holes")
-        mask, removed = remove_small_regions(mask, min_area, "islands")
-        if filled or removed:
+        mask, changed = clean_mask(rle_to_mask({"size": [h, w], "counts": rle_counts}), min_area)
+        if changed:
             tensor = torch.from_numpy(mask)[None]
             counts.append(masks_to_rle_counts(tensor)[0])
             boxes.append(masks_to_boxes(tensor)[0])
@@ -61,7 +67,7 @@ def clean_small_regions(
             counts.append(rle_counts)
             boxes.append(table.boxes[i])
             areas.append(int(table.areas[i]))
-        unchanged.append(not (filled or removed))
+        unchanged.append(not changed)
     table = replace(
         table,
         counts=counts,
@@ -70,3 +76,23 @@ def clean_small_regions(
     )
     scores = torch.tensor(unchanged, dtype=torch.float32)
     return table.select(nms(table.boxes, scores, nms_thresh))
+
+
+def clean_mask_data(mask_data: Any, min_area: int, nms_thresh: float) -> Any:
+    """The official generator's ``postprocess_small_regions``: the same cleanup on a
+    ``MaskData`` (``segany.utils.amg``) with ``"rles"`` (uncompressed RLE) and ``"boxes"``
+    columns; the changed masks that survive the NMS get their new RLE and box. Filters
+    ``mask_data`` in place and returns it."""
+    if len(mask_data["rles"]) == 0:
+        return mask_data
+    cleaned = [clean_mask(rle_to_mask(rle), min_area) for rle in mask_data["rles"]]
+    masks = torch.stack([torch.from_numpy(mask) for mask, _ in cleaned])
+    boxes = masks_to_boxes(masks)
+    unchanged = torch.tensor([not changed for _, changed in cleaned], dtype=torch.float32)
+    keep = nms(boxes, unchanged, nms_thresh)
+    for i in keep.tolist():
+        if cleaned[i][1]:
+            mask_data["rles"][i] = mask_to_rle_pytorch(masks[i : i + 1])[0]
+            mask_data["boxes"][i] = boxes[i]
+    mask_data.filter(keep)
+    return mask_data

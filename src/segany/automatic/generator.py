@@ -41,9 +41,10 @@ from ..formats.rle import masks_to_rle_counts
 from ..formats.sa1b import Sa1bAnnotation
 from ..inference.embedding import check_image
 from ..inference.predictor import Predictor
+from ..inference.sam_predictor import SamPredictor
 from ..inference.transforms import scale_coords
 from ..modeling.sam import Sam
-from .cleanup import clean_small_regions
+from .cleanup import clean_mask_data, clean_small_regions
 from .crops import Crop, generate_crop_boxes
 from .filters import UpscaleFootprint, is_box_near_crop_edge, nms, stability_score
 from .settings import PRESETS, apply_preset, check_settings
@@ -130,12 +131,23 @@ class SamAutomaticMaskGenerator:
         self.max_mask_area_fraction: float | None = settings["max_mask_area_fraction"]
         self.preset: str | None = preset
         self.point_grids = check_settings(settings)
-        self.predictor = Predictor(model)
+        self._predictor = Predictor(model)  # embeds the crops
+        self._stateful: SamPredictor | None = None
         self.decoder = SharedImageDecoder(model)
 
     @property
     def model(self) -> Sam:
-        return self.predictor.model
+        return self._predictor.model
+
+    @property
+    def predictor(self) -> SamPredictor:
+        """The official generator's attribute: a stateful predictor over the same model (made on
+        first use; the generator itself embeds through the native predictor)."""
+        if self._stateful is None:
+            self._stateful = SamPredictor(self.model)
+        return self._stateful
+
+    postprocess_small_regions = staticmethod(clean_mask_data)
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -200,14 +212,14 @@ class SamAutomaticMaskGenerator:
 
     def _process_crop(self, image: np.ndarray, crop: Crop) -> MaskTable:
         x0, y0, x1, y1 = crop.box
-        embedding = self.predictor.embed(image[y0:y1, x0:x1])
+        embedding = self._predictor.embed(image[y0:y1, x0:x1])
         h, w = crop.size
         work = _CropWork(
             crop=crop,
             shared=self.decoder.image(embedding.features),
             input_size=embedding.input_size,
             footprint=UpscaleFootprint.of(
-                self.predictor.low_res_size, self.model.img_size, embedding.input_size, (h, w)
+                self._predictor.low_res_size, self.model.img_size, embedding.input_size, (h, w)
             ),
         )
         points = self.point_grids[crop.layer] * np.array([[w, h]], dtype=np.float64)
