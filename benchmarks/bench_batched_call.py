@@ -8,6 +8,8 @@ Run: .venv/bin/python benchmarks/bench_batched_call.py [--model vit_b] [--repeat
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -46,13 +48,8 @@ def ready_for_numpy(outputs: list[dict]) -> bool:
     return True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="vit_b")
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+def scene() -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """The two images, their boxes (2 and 1) and a description."""
     first, first_name = sample_image("truck.jpg")
     second, second_name = sample_image("groceries.jpg")
     h, w = first.shape[:2]
@@ -60,23 +57,41 @@ def main() -> None:
         np.array([[0.05 * w, 0.2 * h, 0.95 * w, 0.7 * h], [0.25 * w, 0.5 * h, 0.4 * w, 0.75 * h]]),
         np.array([[0.1, 0.1, 0.5, 0.6]]) * np.array([second.shape[1], second.shape[0]] * 2),
     ]
+    return [first, second], boxes, f"{first_name}, {second_name}"
+
+
+def peak_memory_of(name: str, model_name: str) -> float:
+    """MiB the first call of ``name``'s model adds at its peak, in a fresh process of its own
+    (so that neither package reuses memory the other freed)."""
+    command = [sys.executable, __file__, "--model", model_name, "--memory-of", name]
+    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="vit_b")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--memory-of", choices=["official", "segany"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    images, boxes, names = scene()
     theirs, ours = official_and_ours(args.model)
+    if args.memory_of:
+        model = theirs if args.memory_of == "official" else ours
+        records = batched_input(model, images, boxes)
+        before, peak = peak_rss_during(lambda: model(records, multimask_output=False))
+        print((peak - before) / MB)
+        return
     inputs = {
-        "official": batched_input(theirs, [first, second], boxes),
-        "segany": batched_input(ours, [first, second], boxes),
+        "official": batched_input(theirs, images, boxes),
+        "segany": batched_input(ours, images, boxes),
     }
     models = {"official": theirs, "segany": ours}
     print(f"machine: {machine()}\nmodel: {args.model} (seeded random weights)")
-    print(f"images: {first_name}, {second_name}; 2 + 1 boxes, multimask_output=False")
-
-    outputs, memory = {}, {}
-    for name, model in models.items():  # first call of each: its peak memory
-
-        def call(name: str = name, model=model) -> None:
-            outputs[name] = model(inputs[name], multimask_output=False)
-
-        before, peak = peak_rss_during(call)
-        memory[name] = (peak - before) / MB
+    print(f"images: {names}; 2 + 1 boxes, multimask_output=False")
+    memory = {name: peak_memory_of(name, args.model) for name in models}
+    outputs = {name: m(inputs[name], multimask_output=False) for name, m in models.items()}
     times = interleaved(
         {
             name: (lambda m=m, n=name: m(inputs[n], multimask_output=False))
