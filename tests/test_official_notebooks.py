@@ -439,23 +439,29 @@ def test_amg_script(tiny_models, scene, tmp_path, convert_to_rle):
 # --- notebooks/onnx_model_example.ipynb ---------------------------------------------------------
 
 
+def dummy_decoder_inputs(sam, seed: int) -> dict[str, torch.Tensor]:
+    """The dummy inputs the official notebook and export script trace the decoder with (five
+    points, a mask input, a 1500x2250 image), seeded."""
+    embed_size = sam.prompt_encoder.image_embedding_size
+    generator = torch.Generator().manual_seed(seed)
+    high = sam.image_encoder.img_size
+    return {
+        "image_embeddings": torch.randn(
+            1, sam.prompt_encoder.embed_dim, *embed_size, generator=generator
+        ),
+        "point_coords": torch.randint(0, high, (1, 5, 2), generator=generator).float(),
+        "point_labels": torch.randint(0, 4, (1, 5), generator=generator).float(),
+        "mask_input": torch.randn(1, 1, *[4 * x for x in embed_size], generator=generator),
+        "has_mask_input": torch.tensor([1], dtype=torch.float),
+        "orig_im_size": torch.tensor([1500, 2250], dtype=torch.float),
+    }
+
+
 def export_decoder_as_notebook(package: str, sam, path: Path) -> None:
     SamOnnxModel = use(package, ".utils.onnx").SamOnnxModel
     onnx_model = SamOnnxModel(sam, return_single_mask=True)
     dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    embed_dim = sam.prompt_encoder.embed_dim
-    embed_size = sam.prompt_encoder.image_embedding_size
-    mask_input_size = [4 * x for x in embed_size]
-    generator = torch.Generator().manual_seed(0)
-    high = sam.image_encoder.img_size
-    dummy_inputs = {
-        "image_embeddings": torch.randn(1, embed_dim, *embed_size, generator=generator),
-        "point_coords": torch.randint(0, high, (1, 5, 2), generator=generator).float(),
-        "point_labels": torch.randint(0, 4, (1, 5), generator=generator).float(),
-        "mask_input": torch.randn(1, 1, *mask_input_size, generator=generator),
-        "has_mask_input": torch.tensor([1], dtype=torch.float),
-        "orig_im_size": torch.tensor([1500, 2250], dtype=torch.float),
-    }
+    dummy_inputs = dummy_decoder_inputs(sam, seed=0)
     output_names = ["masks", "iou_predictions", "low_res_masks"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -657,19 +663,7 @@ def export_decoder_as_script(
             if isinstance(m, torch.nn.GELU):
                 m.approximate = "tanh"
     dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    embed_dim = sam.prompt_encoder.embed_dim
-    embed_size = sam.prompt_encoder.image_embedding_size
-    mask_input_size = [4 * x for x in embed_size]
-    generator = torch.Generator().manual_seed(2)
-    high = sam.image_encoder.img_size
-    dummy_inputs = {
-        "image_embeddings": torch.randn(1, embed_dim, *embed_size, generator=generator),
-        "point_coords": torch.randint(0, high, (1, 5, 2), generator=generator).float(),
-        "point_labels": torch.randint(0, 4, (1, 5), generator=generator).float(),
-        "mask_input": torch.randn(1, 1, *mask_input_size, generator=generator),
-        "has_mask_input": torch.tensor([1], dtype=torch.float),
-        "orig_im_size": torch.tensor([1500, 2250], dtype=torch.float),
-    }
+    dummy_inputs = dummy_decoder_inputs(sam, seed=2)
     _ = onnx_model(**dummy_inputs)
     output_names = ["masks", "iou_predictions", "low_res_masks"]
     with warnings.catch_warnings():
