@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from ..formats.images import read_image
 from ..formats.sa1b import read_sa1b
 from .scenes import SceneConfig, generate_scene
 
@@ -24,12 +24,6 @@ class MaskSample:
     image: np.ndarray
     masks: np.ndarray
     image_id: str
-
-
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file as ``(H, W, 3)`` uint8 RGB."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 class Sa1bFolder(Sequence[MaskSample]):
@@ -48,7 +42,7 @@ class Sa1bFolder(Sequence[MaskSample]):
 
     def __getitem__(self, index: int) -> MaskSample:  # type: ignore[override]
         info, annotations = read_sa1b(self.files[index])
-        image = read_rgb(self.root / info.file_name)
+        image = read_image(self.root / info.file_name, upright=False)
         masks = [a.mask() for a in annotations]
         stacked = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)
         return MaskSample(image, stacked, str(info.image_id))
@@ -72,7 +66,7 @@ class CocoInstances(Sequence[MaskSample]):
     def __getitem__(self, index: int) -> MaskSample:  # type: ignore[override]
         image_id = self.image_ids[index]
         info = self.coco.loadImgs(image_id)[0]
-        image = read_rgb(self.image_dir / info["file_name"])
+        image = read_image(self.image_dir / info["file_name"], upright=False)
         ann_ids = self.coco.getAnnIds(imgIds=image_id, iscrowd=False)
         masks = [self.coco.annToMask(a).astype(bool) for a in self.coco.loadAnns(ann_ids)]
         stacked = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)

@@ -47,6 +47,7 @@ def _decode(
     label: str,
     max_pixels: int | None,
     formats: Sequence[str] | None,
+    upright: bool = True,
 ) -> np.ndarray:
     """The shared decoder: header first (pixel count checked before any decoding), then the
     pixels, upright and RGB."""
@@ -59,8 +60,9 @@ def _decode(
                 if limit is not None and image.width * image.height > limit:
                     raise Image.DecompressionBombError(image.width * image.height)
                 image.load()
-                upright = ImageOps.exif_transpose(image) or image
-                return np.array(_to_rgb(upright))
+                if upright:
+                    image = ImageOps.exif_transpose(image) or image
+                return np.array(_to_rgb(image))
     except UnidentifiedImageError:
         raise NotAnImageError(f"{label}: not an image file (or an unsupported format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -73,14 +75,15 @@ def _decode(
         raise ValueError(f"{label}: unreadable or truncated image ({exc})") from None
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB pixels of an image file, upright per its EXIF orientation."""
+def read_image(path: str | os.PathLike[str], *, upright: bool = True) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB pixels of an image file, upright per its EXIF orientation (or,
+    with ``upright=False``, as stored: the frame dataset annotations are drawn in)."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file")
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not an image")
-    return _decode(path, str(path), None, None)
+    return _decode(path, str(path), None, None, upright)
 
 
 def decode_image(
