@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..config import LOW_RES_UPSCALE
 from .common import LayerNorm2d
 
 PIXEL_CENTER = 0.5  # prompts are given at pixel corners; the model encodes pixel centres
@@ -96,7 +97,7 @@ class PromptEncoder(nn.Module):
             nn.Embedding(1, embed_dim) for _ in range(self.num_point_embeddings)
         )
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
-        self.mask_input_size = (4 * image_embedding_size[0], 4 * image_embedding_size[1])
+        self.mask_input_size = tuple(LOW_RES_UPSCALE * side for side in image_embedding_size)
         self.mask_downscaling = nn.Sequential(
             nn.Conv2d(1, mask_in_chans // 4, kernel_size=2, stride=2),
             LayerNorm2d(mask_in_chans // 4),
