@@ -296,24 +296,26 @@ def test_automatic_mask_generator_notebook(tiny_models, scene):
 # --- scripts/amg.py -----------------------------------------------------------------------------
 
 
+# the generator settings the script takes as flags (None: the generator's default)
+AMG_SETTINGS = (
+    "points_per_side",
+    "points_per_batch",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "stability_score_offset",
+    "box_nms_thresh",
+    "crop_n_layers",
+    "crop_nms_thresh",
+    "crop_overlap_ratio",
+    "crop_n_points_downscale_factor",
+    "min_mask_region_area",
+)
+
+
 def amg_script_args(**given: Any) -> argparse.Namespace:
     """The script's arguments: its defaults (``None`` AMG settings, ``cuda``) updated by
     ``given``."""
-    settings = dict.fromkeys(
-        [
-            "points_per_side",
-            "points_per_batch",
-            "pred_iou_thresh",
-            "stability_score_thresh",
-            "stability_score_offset",
-            "box_nms_thresh",
-            "crop_n_layers",
-            "crop_nms_thresh",
-            "crop_overlap_ratio",
-            "crop_n_points_downscale_factor",
-            "min_mask_region_area",
-        ]
-    )
+    settings = dict.fromkeys(AMG_SETTINGS)
     return argparse.Namespace(**{"device": "cuda", "convert_to_rle": False, **settings, **given})
 
 
@@ -345,23 +347,7 @@ def amg_script_main(package: str, sam, args: argparse.Namespace) -> None:
     SamAutomaticMaskGenerator = use(package).SamAutomaticMaskGenerator
     _ = sam.to(device=args.device)
     output_mode = "coco_rle" if args.convert_to_rle else "binary_mask"
-    amg_kwargs = {
-        key: getattr(args, key)
-        for key in (
-            "points_per_side",
-            "points_per_batch",
-            "pred_iou_thresh",
-            "stability_score_thresh",
-            "stability_score_offset",
-            "box_nms_thresh",
-            "crop_n_layers",
-            "crop_nms_thresh",
-            "crop_overlap_ratio",
-            "crop_n_points_downscale_factor",
-            "min_mask_region_area",
-        )
-        if getattr(args, key) is not None
-    }
+    amg_kwargs = {key: getattr(args, key) for key in AMG_SETTINGS if getattr(args, key) is not None}
     generator = SamAutomaticMaskGenerator(sam, output_mode=output_mode, **amg_kwargs)
     if not os.path.isdir(args.input):
         targets = [args.input]
