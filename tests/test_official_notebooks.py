@@ -586,19 +586,22 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
-def export_encoder_as_script(sam, output: str, opset: int, encoder_data_file: str | None):
-    """The script's ``export_encoder``; returns onnxruntime's outputs on its dummy input."""
-    size = sam.image_encoder.img_size
-    dynamic_axes = {"x": {0: "batch"}}
-    dummy_inputs = {"x": torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))}
-    _ = sam.image_encoder(**dummy_inputs)
-    output_names = ["image_embeddings"]
+def export_as_script(
+    module: torch.nn.Module,
+    dummy_inputs: dict[str, torch.Tensor],
+    output: Any,
+    opset: int,
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """The script's ``torch.onnx.export`` call (with the TorchScript exporter: torch's default
+    one needs onnxscript), its tracer warnings silenced as the script does."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
-            sam.image_encoder,
+            module,
             tuple(dummy_inputs.values()),
             output,
             export_params=True,
@@ -610,6 +613,16 @@ def export_encoder_as_script(sam, output: str, opset: int, encoder_data_file: st
             dynamic_axes=dynamic_axes,
             dynamo=False,
         )
+
+
+def export_encoder_as_script(sam, output: str, opset: int, encoder_data_file: str | None):
+    """The script's ``export_encoder``; returns onnxruntime's outputs on its dummy input."""
+    size = sam.image_encoder.img_size
+    dynamic_axes = {"x": {0: "batch"}}
+    dummy_inputs = {"x": torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))}
+    _ = sam.image_encoder(**dummy_inputs)
+    output_names = ["image_embeddings"]
+    export_as_script(sam.image_encoder, dummy_inputs, output, opset, output_names, dynamic_axes)
     if encoder_data_file:
         from onnx.external_data_helper import convert_model_to_external_data
 
@@ -652,23 +665,7 @@ def export_decoder_as_script(
     dummy_inputs = dummy_decoder_inputs(sam, seed=2)
     _ = onnx_model(**dummy_inputs)
     output_names = ["masks", "iou_predictions", "low_res_masks"]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            onnx_model,
-            tuple(dummy_inputs.values()),
-            output,
-            export_params=True,
-            verbose=False,
-            opset_version=opset,
-            do_constant_folding=True,
-            input_names=list(dummy_inputs.keys()),
-            output_names=output_names,
-            dynamic_axes=dynamic_axes,
-            dynamo=False,
-        )
+    export_as_script(onnx_model, dummy_inputs, output, opset, output_names, dynamic_axes)
     ort_inputs = {k: to_numpy(v) for k, v in dummy_inputs.items()}
     return ort.InferenceSession(output, providers=["CPUExecutionProvider"]).run(None, ort_inputs)
 
