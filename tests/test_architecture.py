@@ -25,6 +25,7 @@ RANKS = {
     "export": 4,
     "train": 4,
     "evaluate": 4,
+    "engine": 4,  # the data engine: project store, gears, retrain loop, statistics
     # the official module paths (drop-in shims) and the seeded weights of tests and benchmarks
     "compat": 5,
     "utils": 5,
