@@ -15,6 +15,7 @@ depends_on = None
 STAMP = sa.DateTime(timezone=True)
 
 
+# long: the whole first schema, one create_table per table
 def upgrade() -> None:
     op.create_table(
         "images",
