@@ -26,6 +26,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def display_url(url: str) -> str:
+    """``url`` as the user typed it, any password hidden: what error messages show."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the annotation server read while a writer commits; synchronous=FULL makes each
     # commit durable before it returns, so an accepted mask survives a crash or kill -9.
@@ -39,11 +47,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_database_engine(url: str) -> Engine:
     """An engine for ``url``, checked to answer; raises :class:`DatabaseError` if it does not."""
+    shown = display_url(url)  # the user's spelling: not the driver-qualified one below
     url = normalise_url(url)
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"{url!r} is not a database URL") from None
+        raise DatabaseError(f"{shown!r} is not a database URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -67,9 +76,7 @@ def create_database_engine(url: str) -> Engine:
     except OperationalError as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseError(
-            f"database {parsed.render_as_string()} does not answer: {reason}"
-        ) from None
+        raise DatabaseError(f"database {shown} does not answer: {reason}") from None
     return engine
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from .database import (
     DatabaseError,
     create_database_engine,
+    display_url,
     migrate,
     schema_revision,
     session_factory,
@@ -57,7 +58,8 @@ class Project:
             if db_url is not None and project.url != db_url:
                 project.close()
                 raise ValueError(
-                    f"{folder} is a project on {project.url}; it cannot move to {db_url}"
+                    f"{folder} is a project on {display_url(project.url)}; "
+                    f"it cannot move to {display_url(db_url)}"
                 )
             return project
         if folder.exists() and not folder.is_dir():
@@ -103,7 +105,7 @@ class Project:
         project = cls(folder, url)
         if schema_revision(project.engine) is None:
             project.close()
-            raise DatabaseError(f"{url}: holds no segany project schema")
+            raise DatabaseError(f"{display_url(url)}: holds no segany project schema")
         migrate(project.engine)  # a project made by an older segany gets the newer tables
         return project
 
