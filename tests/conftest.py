@@ -1,8 +1,9 @@
 """Shared fixtures: small model configs and pairs of (segany, official) models with identical
-seeded random weights."""
+seeded random weights; the data engine's databases (SQLite, and a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import numpy as np
@@ -91,3 +92,42 @@ def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     )
     image = 255 * (0.7 * base + 0.3 * rng.random((height, width, 3)))
     return image.clip(0, 255).astype(np.uint8)
+
+
+# -- the data engine's databases -------------------------------------------------------------
+def postgres_required() -> bool:
+    """In CI (``CI`` set, or ``SEGANY_REQUIRE_POSTGRES`` as .ci/run sets) a missing PostgreSQL
+    fails the tests; on a developer's machine without it they skip, saying how to install it."""
+    return bool(os.environ.get("CI") or os.environ.get("SEGANY_REQUIRE_POSTGRES"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole session (tests/postgres_server.py)."""
+    from postgres_server import PostgresMissingError, start_postgres
+
+    try:
+        import psycopg  # noqa: F401  (the driver segany uses; in the dev extra)
+
+        server = start_postgres()
+    except (PostgresMissingError, ImportError) as exc:
+        if postgres_required():
+            pytest.fail(f"PostgreSQL is required here: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A ``postgresql://`` URL of a new, empty database: no test sees another's rows."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> str | None:
+    """A project database of each backend: None (a project's default, SQLite in its folder)
+    or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_url")
