@@ -87,24 +87,35 @@ class AnnotationDesk:
     def _take(self, session: Session, image_id: int, annotator: str) -> bool:
         """Acquire or renew the lease atomically: an insert, or an update that only matches an
         expired lease or one this annotator holds (one statement, so two annotators racing
-        for an image cannot both win)."""
+        for an image cannot both win). An image finished meanwhile is not taken."""
         expires = utcnow() + self.lease
         try:
             session.add(LeaseRow(image_id=image_id, annotator=annotator, expires_at=expires))
             session.commit()
-            return True
         except IntegrityError:
             session.rollback()
-        result = session.execute(
-            update(LeaseRow)
-            .where(
-                LeaseRow.image_id == image_id,
-                (LeaseRow.annotator == annotator) | (LeaseRow.expires_at <= utcnow()),
+            result = session.execute(
+                update(LeaseRow)
+                .where(
+                    LeaseRow.image_id == image_id,
+                    (LeaseRow.annotator == annotator) | (LeaseRow.expires_at <= utcnow()),
+                )
+                .values(annotator=annotator, expires_at=expires)
             )
-            .values(annotator=annotator, expires_at=expires)
-        )
-        session.commit()
-        return result.rowcount == 1
+            session.commit()
+            if result.rowcount != 1:
+                return False
+        # Finishing deletes the lease, so an insert can follow another annotator's "image done"
+        # (the caller read the image as open before that commit): give such an image back.
+        if self._finished(session, image_id):
+            self._drop_lease(session, image_id, annotator)
+            return False
+        return True
+
+    @staticmethod
+    def _finished(session: Session, image_id: int) -> bool:
+        query = select(ImageRunRow.id).where(ImageRunRow.image_id == image_id)
+        return session.scalar(query.limit(1)) is not None
 
     def _task(self, session: Session, image_id: int) -> ImageTask:
         image = session.get(ImageRow, image_id)
@@ -127,20 +138,23 @@ class AnnotationDesk:
     def _check_lease(self, session: Session, image_id: int, annotator: str) -> None:
         """Writes need the lease; an expired lease nobody took yet is renewed, not refused,
         so that work saved after a long pause is never lost."""
-        if session.scalar(select(ImageRunRow.id).where(ImageRunRow.image_id == image_id)):
+        if self._take(session, image_id, annotator):
+            return
+        if self._finished(session, image_id):
             raise NotAllowedError(f"image {image_id} is finished already")
-        if not self._take(session, image_id, annotator):
-            raise LeaseLostError(f"image {image_id} is being annotated by someone else")
+        raise LeaseLostError(f"image {image_id} is being annotated by someone else")
 
     def release(self, annotator: str, image_id: int) -> None:
         """Give the image back to the queue unfinished (what was accepted stays)."""
         with self.project.session() as session:
-            session.execute(
-                delete(LeaseRow).where(
-                    LeaseRow.image_id == image_id, LeaseRow.annotator == annotator
-                )
-            )
-            session.commit()
+            self._drop_lease(session, image_id, annotator)
+
+    @staticmethod
+    def _drop_lease(session: Session, image_id: int, annotator: str) -> None:
+        session.execute(
+            delete(LeaseRow).where(LeaseRow.image_id == image_id, LeaseRow.annotator == annotator)
+        )
+        session.commit()
 
     # -- the writes ----------------------------------------------------------------------------
     def accept(
