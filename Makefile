@@ -21,6 +21,9 @@ else
 PAGE_OR_NOTE := no-node-note
 endif
 NO_NODE := Node.js >= 18 and npm are needed to build the web page (web/): apt-get install nodejs npm
+# The data engine's tests also run on PostgreSQL: each session starts a throwaway server from
+# Debian's binaries (apt-get install postgresql; .ci/run installs it, no service needed).
+HAVE_POSTGRES := $(shell { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test lint bench clean web serve no-node-note check-node
 
@@ -63,8 +66,11 @@ demo: $(VENV)/.installed-run $(PAGE_OR_NOTE)
 serve: $(VENV)/.installed-run $(PAGE)
 	$(PY) -m segany serve $(SERVE_ARGS)
 
-# Browser tests run when Debian's chromium is installed (.ci/run installs it), else skip.
+# Browser tests run when Debian's chromium is installed (.ci/run installs it), else skip; so do
+# the PostgreSQL variants of the engine's tests without PostgreSQL (in CI they fail instead).
 test: $(VENV)/.installed-dev $(PAGE_OR_NOTE)
+	@test "$(HAVE_POSTGRES)" = yes || echo "note: no PostgreSQL server binaries" \
+		"(apt-get install postgresql): the engine's PostgreSQL tests will be skipped."
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest
 
