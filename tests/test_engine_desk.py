@@ -102,6 +102,20 @@ def test_racing_annotators_never_share_an_image(project, tmp_path):
         assert session.scalar(select(func.count()).select_from(LeaseRow)) == 0
 
 
+def test_an_image_finished_after_the_queue_was_read_is_not_handed_out(project, tmp_path):
+    first, second = image_ids(project, tmp_path / "images", 2)
+    desk = AnnotationDesk(project)
+    stale = desk._free_images  # bob's queue, read while alice still held the first image
+    with project.session() as session:
+        queue = [first, *stale(session)]
+    assert desk.checkout("alice").image_id == first
+    desk.finish("alice", first)
+    desk._free_images = lambda session: queue
+    assert desk.checkout("bob").image_id == second
+    with project.session() as session:
+        assert session.get(LeaseRow, first) is None
+
+
 def test_an_expired_lease_is_taken_over_and_the_old_holder_may_not_write(project, tmp_path):
     (image_id,) = image_ids(project, tmp_path / "images", 1)
     desk = AnnotationDesk(project)
