@@ -53,9 +53,8 @@ class Built:
     gear1_seconds: list[float]
     gear2_clicks: list[int]
     gear2_seconds: list[float]
-    pairs: list[tuple[np.ndarray, np.ndarray]]  # (correction, proposal) as bool arrays
     gear3_scores: list[float]
-    accepted: dict[int, list[int]] = field(default_factory=dict)  # image id -> mask ids
+    pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (fix, proposal)
 
 
 def _scene_files(folder: Path, count: int) -> list[np.ndarray]:
@@ -143,18 +142,19 @@ def built(tmp_path_factory) -> Built:
         v2 = register_model(session, "models/r1.safetensors", name="r1", parent_id=v1).id
     ids = sorted(images)
     built = Built(
-        path,
-        images,
-        ids,
-        v1,
-        v2,
-        [3, 5, 2],
-        [10.0, 20.0, 6.5],
-        [4, 2, 6],
-        [8.0, 4.0, 12.0],
-        [],
-        [0.99, 0.85, 0.93, 0.8],
+        path=path,
+        images=images,
+        ids=ids,
+        v1=v1,
+        v2=v2,
+        gear1_clicks=[3, 5, 2],
+        gear1_seconds=[10.0, 20.0, 6.5],
+        gear2_clicks=[4, 2, 6],
+        gear2_seconds=[8.0, 4.0, 12.0],
+        gear3_scores=[0.99, 0.85, 0.93, 0.8],
     )
+    needed = [3, 5, len(built.gear3_scores), 0, 1]  # objects each image's writes below use
+    assert all(len(masks) >= n for masks, n in zip(scenes, needed))
     desk = AnnotationDesk(project)
     _gear1(desk, ids[0], scenes[0][:3], v1, built)  # image 0: gear 1
     _gear2(desk, project, ids[1], scenes[1], built)  # image 1: gear 2
@@ -176,10 +176,6 @@ def built(tmp_path_factory) -> Built:
     desk.accept(
         "carol", ids[4], NewMask.from_mask(scenes[4][0]), clicks=1, seconds=2.0, model_version_id=v2
     )
-    with project.session() as session:
-        for image_id in ids[:4]:
-            query = session.query(MaskRow.id).filter_by(image_id=image_id, status="accepted")
-            built.accepted[image_id] = sorted(i for (i,) in query)
     project.close()
     return built
 
