@@ -73,6 +73,11 @@ class AnnotationDesk:
                     return self._task(session, image_id)
         return None
 
+    def upcoming(self, count: int) -> list[int]:
+        """The ids of the next ``count`` free images in queue order: what to prepare ahead."""
+        with self.project.session() as session:
+            return self._free_images(session)[: max(0, count)]
+
     def _free_images(self, session: Session) -> list[int]:
         now = utcnow()
         leased = select(LeaseRow.image_id).where(LeaseRow.expires_at > now)
