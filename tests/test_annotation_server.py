@@ -205,6 +205,25 @@ def test_a_lost_lease_is_a_409_and_keeps_what_was_accepted(project, model, decod
         assert [m["annotator"] for m in task["accepted"]] == ["ann"]
 
 
+def test_renewing_keeps_the_image_until_the_lease_runs_out(project, model, decoder_file, tmp_path):
+    app, _ = make_app(project, model, decoder_file, tmp_path / "cache", lease_seconds=0.6, ahead=0)
+    with TestClient(app) as client:
+        image_id = checkout(client, "ann")["task"]["image_id"]
+
+        def renew(annotator: str):
+            url = f"/api/annotate/images/{image_id}/renew"
+            return client.post(url, json={"annotator": annotator})
+
+        for _ in range(3):  # past the first lease's end, kept by renewing
+            time.sleep(0.3)
+            assert renew("ann").status_code == 200
+        assert checkout(client, "bob")["task"]["image_id"] != image_id
+        time.sleep(0.7)  # ann stops; the lease runs out, a third annotator takes the image
+        assert checkout(client, "cat")["task"]["image_id"] == image_id
+        lost = renew("ann")
+        assert lost.status_code == 409 and "someone else" in lost.json()["detail"]
+
+
 def test_released_image_goes_back_to_the_queue(client):
     image_id = checkout(client, "ann")["task"]["image_id"]
     assert accept(client, image_id, "ann", square(0, 0)).status_code == 200

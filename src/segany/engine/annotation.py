@@ -137,6 +137,15 @@ class AnnotationDesk:
         if not self._take(session, image_id, annotator):
             raise LeaseLostError(f"image {image_id} is being annotated by someone else")
 
+    def renew(self, annotator: str, image_id: int) -> datetime:
+        """Extend this annotator's lease while they work on the image (taken again if it ran
+        out and nobody else took it); the new end."""
+        with self.project.session() as session:
+            self._check_lease(session, image_id, annotator)
+            lease = session.get(LeaseRow, image_id)
+            assert lease is not None
+            return _aware(lease.expires_at)
+
     def release(self, annotator: str, image_id: int) -> None:
         """Give the image back to the queue unfinished (what was accepted stays)."""
         with self.project.session() as session:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -238,6 +239,14 @@ class AnnotationService:
     async def finish(self, image_id: int, annotator: str, seconds: float | None) -> int:
         """ "Image done"; the images left."""
         return await self._db(self._finish, image_id, annotator, seconds)
+
+    def _renew(self, image_id: int, annotator: str) -> datetime:
+        self._image(image_id)
+        return self.desk.renew(annotator, image_id)
+
+    async def renew(self, image_id: int, annotator: str) -> datetime:
+        """Keep the image while its annotator works on it; the lease's new end."""
+        return await self._db(self._renew, image_id, annotator)
 
     def _release(self, image_id: int, annotator: str) -> None:
         self._image(image_id)

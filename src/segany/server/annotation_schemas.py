@@ -105,5 +105,9 @@ class AnnotationInfo(BaseModel):
     lease_seconds: float
 
 
+class Lease(BaseModel):
+    expires_at: datetime
+
+
 class Finished(BaseModel):
     remaining: int

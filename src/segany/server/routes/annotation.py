@@ -17,6 +17,7 @@ from ..annotation_schemas import (
     AnnotatorRequest,
     Finished,
     FinishRequest,
+    Lease,
     NextResponse,
     StoredMask,
 )
@@ -81,6 +82,11 @@ def annotation_router(annotation: AnnotationService) -> APIRouter:
         """Image done: open proposals count as accepted, the image leaves the queue."""
         remaining = await annotation.finish(image_id, request.annotator, request.seconds)
         return {"remaining": remaining}
+
+    @router.post("/images/{image_id}/renew", response_model=Lease)
+    async def renew(request: AnnotatorRequest, image_id: int = ImageId) -> dict[str, Any]:
+        """Keep the image while working on it (writes renew the lease too)."""
+        return {"expires_at": await annotation.renew(image_id, request.annotator)}
 
     @router.post("/images/{image_id}/release", status_code=204)
     async def release(request: AnnotatorRequest, image_id: int = ImageId) -> Response:
