@@ -9,10 +9,10 @@ import { ApiError, getModel } from "./api";
 import * as desk from "./annotationApi";
 import { type BrushEvent, BrushTool, Edits } from "./brush";
 import { idle, track } from "./busy";
-import { Decoder } from "./decoder";
+import { Decoder, threadCount } from "./decoder";
 import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
-import { Prompter, type Prompts } from "./prompting";
+import { enqueue, Prompter, type Prompts } from "./prompting";
 import { decodeCompressed, encodeRuns } from "./rle";
 import { type Layer, loadPicture, PromptGestures, Stage, type Tool } from "./stage";
 import { COLOURS, type Open, type Proposal, type Shown, View } from "./annotateView";
@@ -31,6 +31,8 @@ let toolName: ToolName = "prompt";
 let radius = 6;
 const effort = { clicks: 0, since: null as number | null }; // since the last accept
 let saves: Promise<unknown> = Promise.resolve(); // accepted masks, committed in order
+let leaseSeconds = 900;
+let lastActive = 0; // performance.now() of the last click or stroke
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const stage = new Stage(
@@ -82,6 +84,7 @@ function currentMask(): { mask: Uint8Array; area: number } | null {
 function interacted(counted: boolean): void {
   effort.since ??= performance.now();
   if (counted) effort.clicks++;
+  lastActive = performance.now();
 }
 
 function elapsed(): number {
@@ -108,7 +111,12 @@ function choose(index: number): void {
 
 // --------------------------------------------------------------------------- the writes
 
+/** Accept once the clicks made before are decoded (the decoder runs one job at a time). */
 function accept(): void {
+  run(enqueue(async () => acceptNow()));
+}
+
+function acceptNow(): void {
   const o = open;
   const current = currentMask();
   if (!o || !current || current.area === 0) {
@@ -217,9 +225,9 @@ async function showNext(answer: { task: desk.Task | null; remaining: number }): 
     render();
     view.showAgain(true);
     showMessage(
-      remaining
-        ? `No free image: the ${remaining} left are being annotated by others. Look again later.`
-        : "Every image of this project is done. Thank you!",
+      remaining === 0
+        ? "Every image of this project is done. Thank you!"
+        : `No free image: ${remaining === 1 ? "the one left is" : `the ${remaining} left are`} being annotated by others. Look again later.`,
     );
     return;
   }
@@ -263,9 +271,10 @@ function render(): void {
   const current = currentMask();
   const layers: Layer[] = [];
   for (const p of open?.proposals ?? []) {
-    layers.push({ mask: p.mask, colour: p.rejected ? COLOURS.rejected : COLOURS.proposal, alpha: p.rejected ? 45 : 120 });
+    const colour = p.rejected ? COLOURS.rejected : COLOURS.proposal;
+    layers.push({ mask: p.mask, colour, alpha: p.rejected ? 45 : 110, outline: p.rejected ? undefined : colour });
   }
-  for (const a of open?.accepted ?? []) layers.push({ mask: a.mask, colour: COLOURS.accepted, alpha: 150 });
+  for (const a of open?.accepted ?? []) layers.push({ mask: a.mask, colour: COLOURS.accepted, alpha: 130, outline: COLOURS.edge });
   if (current) layers.push({ mask: current.mask, colour: COLOURS.current, alpha: 140 });
   stage.paint(layers);
   renderPrompts();
@@ -353,6 +362,16 @@ view.on({
 });
 setInterval(() => effort.since !== null && view.effort(effort.clicks, elapsed()), 1000);
 
+// While the annotator works on an image without accepting, the lease is renewed, so that
+// nobody else is handed it meanwhile (a refusal moves on, as for any write).
+let renewedAt = 0;
+function keepLease(): void {
+  const o = open;
+  if (!o || lastActive <= renewedAt) return;
+  renewedAt = performance.now();
+  run(desk.renew(o.task.image_id, annotator));
+}
+
 // --------------------------------------------------------------------------- start
 
 async function rename(): Promise<void> {
@@ -365,17 +384,12 @@ async function rename(): Promise<void> {
   await loadNext();
 }
 
-function threadCount(): number {
-  const asked = Number(params.get("threads"));
-  if (Number.isInteger(asked) && asked > 0) return crossOriginIsolated ? asked : 1;
-  return crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-}
-
 async function start(): Promise<void> {
   const [model, info] = await Promise.all([getModel(), desk.project()]);
   remaining = info.remaining;
+  leaseSeconds = info.lease_seconds;
   view.project(info);
-  decoder = await Decoder.create(model, threadCount());
+  decoder = await Decoder.create(model, threadCount(params));
   setTool("prompt");
 }
 
@@ -385,6 +399,7 @@ ready.then(async () => {
   localStorage.setItem(NAME_KEY, annotator);
   view.who(annotator);
   run(loadNext());
+  setInterval(keepLease, Math.max(2, leaseSeconds / 3) * 1000);
 }, showError);
 
 declare global {
@@ -394,6 +409,8 @@ declare global {
 }
 window.segany = {
   ready: ready.then(() => true),
+  threads: () => decoder?.threads ?? 0,
+  isolated: () => crossOriginIsolated,
   idle: async () => {
     await idle();
     await saves.catch(() => undefined);

@@ -36,11 +36,12 @@ export interface Open {
   openedAt: number; // performance.now() when shown
 }
 
-export const COLOURS: Record<"current" | "accepted" | "proposal" | "rejected", Colour> = {
+export const COLOURS: Record<"current" | "accepted" | "proposal" | "rejected" | "edge", Colour> = {
   current: [30, 144, 255],
   accepted: [40, 200, 90],
   proposal: [255, 150, 0],
   rejected: [230, 40, 40],
+  edge: [255, 255, 255], // of accepted masks
 };
 
 const css = (colour: Colour) => `rgb(${colour.join(",")})`;
@@ -137,6 +138,9 @@ export class View {
       ? `${task.name} · ${task.width}×${task.height} · gear ${task.gear} · ${remaining} image(s) left`
       : `${remaining} image(s) left`;
     this.effort(effort.clicks, effort.seconds);
+    for (const id of ["done", "leave", "accept", "reset", "undo-click", "undo"]) {
+      $<HTMLButtonElement>(id).disabled = !open;
+    }
     this.candidates(open);
     $("proposals-section").hidden = !open?.proposals.length;
     this.proposals(open?.proposals ?? []);

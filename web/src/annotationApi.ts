@@ -92,6 +92,10 @@ export async function finish(imageId: number, annotator: string, seconds: number
   return (await post(`${image(imageId)}/finish`, { annotator, seconds })).json();
 }
 
+export async function renew(imageId: number, annotator: string): Promise<void> {
+  await post(`${image(imageId)}/renew`, { annotator });
+}
+
 export async function release(imageId: number, annotator: string): Promise<void> {
   await post(`${image(imageId)}/release`, { annotator });
 }

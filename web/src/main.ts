@@ -4,7 +4,7 @@
 import "./style.css";
 import * as api from "./api";
 import { idle, track } from "./busy";
-import { Decoder, type ModelInfo } from "./decoder";
+import { Decoder, type ModelInfo, threadCount } from "./decoder";
 import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
 import { type Candidate, enqueue, Prompter, type Prompts, type RunKind, type Step } from "./prompting";
@@ -394,12 +394,6 @@ document.addEventListener("drop", (event) => {
 
 // --------------------------------------------------------------------------- start
 
-function threadCount(): number {
-  const asked = Number(params.get("threads"));
-  if (Number.isInteger(asked) && asked > 0) return crossOriginIsolated ? asked : 1;
-  return crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-}
-
 async function start(): Promise<void> {
   model = await api.getModel();
   $<HTMLSpanElement>("model-info").textContent =
@@ -413,7 +407,7 @@ async function start(): Promise<void> {
     button.addEventListener("click", () => run(openSample(sample)));
     box.appendChild(button);
   }
-  decoder = await Decoder.create(model, threadCount());
+  decoder = await Decoder.create(model, threadCount(params));
   showPerf(0);
   showMessage("Open an image or pick a sample.");
 }

@@ -41,6 +41,7 @@ export function enqueue<T>(job: () => Promise<T>): Promise<T> {
 
 export class Prompter {
   history: Step[] = [];
+  private generation = 0; // bumped by reset: clicks made before it are not decoded after it
 
   constructor(
     private readonly decoder: Decoder,
@@ -100,10 +101,13 @@ export class Prompter {
   /** Add to the current prompts; `update` runs when the decoder is free, so quick clicks
    *  each see the ones before them. */
   add(update: (previous: Prompts) => Prompts): Promise<void> {
+    const generation = this.generation;
     return enqueue(async () => {
+      if (generation !== this.generation) return;
       const step = this.current();
       const next = update({ points: step?.points ?? [], box: step?.box ?? null });
-      this.history.push(await this.decode(next.points, next.box, "click"));
+      const result = await this.decode(next.points, next.box, "click");
+      if (generation === this.generation) this.history.push(result);
     });
   }
 
@@ -113,6 +117,7 @@ export class Prompter {
 
   reset(): void {
     this.history = [];
+    this.generation++;
   }
 
   choose(index: number): boolean {

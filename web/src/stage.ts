@@ -9,6 +9,7 @@ export interface Layer {
   mask: Uint8Array; // row-major, 1 inside
   colour: Colour;
   alpha: number; // 0-255
+  outline?: Colour; // its edge drawn opaque in this colour: it stands out on a like-coloured object
 }
 export interface XY {
   x: number;
@@ -104,14 +105,17 @@ export class Stage {
     const context = this.overlay.getContext("2d")!;
     const data = context.createImageData(this.width, this.height);
     const rgba = data.data;
-    for (const { mask, colour, alpha } of layers) {
+    const { width, height } = this;
+    for (const { mask, colour, alpha, outline } of layers) {
       for (let i = 0; i < mask.length; i++) {
         if (mask[i]) {
           const o = 4 * i;
-          rgba[o] = colour[0];
-          rgba[o + 1] = colour[1];
-          rgba[o + 2] = colour[2];
-          rgba[o + 3] = alpha;
+          const edge = outline !== undefined && onEdge(mask, i, width, height);
+          const rgb = edge ? outline : colour;
+          rgba[o] = rgb[0];
+          rgba[o + 1] = rgb[1];
+          rgba[o + 2] = rgb[2];
+          rgba[o + 3] = edge ? 255 : alpha;
         }
       }
     }
@@ -156,6 +160,15 @@ export class Stage {
       add("circle", { cx: brush.x, cy: brush.y, r: brush.r, fill: "none", stroke: "#fff", "stroke-width": 1.5 * scale });
     }
   }
+}
+
+/** Whether pixel `i` of a mask (inside) has a 4-neighbour outside it or the image. */
+function onEdge(mask: Uint8Array, i: number, width: number, height: number): boolean {
+  const x = i % width;
+  return (
+    x === 0 || x === width - 1 || i < width || i >= (height - 1) * width ||
+    !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width]
+  );
 }
 
 export function loadPicture(url: string): Promise<HTMLImageElement> {
