@@ -155,13 +155,17 @@ def test_two_annotators_at_once(browser, decoder_file, tmp_path):
 
         x, y = ann.click_largest_object()
         bob.click_largest_object()
-        # ann touches the mask up with the brush: a stroke far from the object is added
+        # ann touches the mask up: a brush stroke far from the object is added
         ann.press("b")
         before = ann.state()["area"]
         ann.stroke([(4, 250), (40, 250)])
-        assert ann.state()["area"] > before and ann.state()["clicks"] == 2
+        painted = ann.state()["area"]
+        assert painted > before and ann.state()["clicks"] == 2
+        ann.press("e")  # and the eraser takes the stroke's end back
+        ann.stroke([(36, 250), (44, 250)])
+        assert ann.state()["area"] < painted and ann.state()["clicks"] == 3
         ann_mask = ann.page.mask()
-        assert ann_mask[250, 20] and ann_mask[int(y), int(x)]
+        assert ann_mask[250, 15] and not ann_mask[250, 38] and ann_mask[int(y), int(x)]
         bob_mask = bob.page.mask()
         ann.press("Enter")
         bob.press("Enter")
@@ -197,7 +201,7 @@ def test_two_annotators_at_once(browser, decoder_file, tmp_path):
         np.testing.assert_array_equal(row_mask(row), masks[row.id])
         assert row.model_version_id == version.id and row.seconds > 0 and row.clicks >= 1
     by_id = {r.id: r for r in rows}
-    assert by_id[min(masks)].annotator == "ann" and by_id[min(masks)].clicks == 2
+    assert by_id[min(masks)].annotator == "ann" and by_id[min(masks)].clicks == 3
     assert by_id[max(masks)].annotator == "bob"
     with project.session() as session:
         assert session.get(MaskRow, undone).status == "undone"
