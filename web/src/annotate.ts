@@ -13,9 +13,9 @@ import { Decoder, threadCount } from "./decoder";
 import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
 import { enqueue, Prompter, type Prompts } from "./prompting";
-import { decodeCompressed, encodeRuns } from "./rle";
-import { type Layer, loadPicture, PromptGestures, Stage, type Tool } from "./stage";
-import { COLOURS, type Open, type Proposal, type Shown, View } from "./annotateView";
+import { encodeRuns } from "./rle";
+import { loadPicture, PromptGestures, Stage, type Tool } from "./stage";
+import { layersOf, type Open, openOf, type Proposal, type Shown, View } from "./annotateView";
 
 type ToolName = "prompt" | "brush" | "eraser";
 
@@ -34,19 +34,10 @@ let saves: Promise<unknown> = Promise.resolve(); // accepted masks, committed in
 let leaseSeconds = 900;
 let lastActive = 0; // performance.now() of the last click or stroke
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const stage = new Stage(
-  $<HTMLDivElement>("stage"),
-  $<HTMLDivElement>("stage-area"),
-  $<HTMLCanvasElement>("image"),
-  $<HTMLCanvasElement>("overlay"),
-  document.getElementById("prompts") as unknown as SVGSVGElement,
-);
+const stage = Stage.ofPage();
 const view = new View({ choose, toggle: (p) => run(toggleProposal(p)) });
 
-function showMessage(text: string, kind: "info" | "error" = "info"): void {
-  view.message(text, kind);
-}
+const showMessage = (text: string, kind: "info" | "error" = "info") => view.message(text, kind);
 
 function showError(error: unknown): void {
   showMessage(error instanceof Error ? error.message : String(error), "error");
@@ -238,19 +229,7 @@ async function openTask(task: desk.Task): Promise<void> {
   const [buffer, picture] = await Promise.all([desk.embedding(task, EMBEDDING_DTYPE), loadPicture(task.image_url)]);
   const embedding = embeddingValues(buffer, EMBEDDING_DTYPE, decoder!.model.embedding_shape);
   const { width, height } = task;
-  const decoded = (m: desk.StoredMask) => decodeCompressed(m.segmentation.counts, height, width);
-  const proposals = [
-    ...task.proposals.map((m) => ({ m, rejected: false })),
-    ...task.rejected.map((m) => ({ m, rejected: true })),
-  ].sort((a, b) => a.m.id - b.m.id);
-  open = {
-    task,
-    prompter: new Prompter(decoder!, { embedding, width, height }),
-    edits: new Edits(width, height),
-    accepted: task.accepted.map((m) => ({ id: m.id, mask: decoded(m), area: m.area, annotator: m.annotator, key: null })),
-    proposals: proposals.map(({ m, rejected }) => ({ id: m.id, mask: decoded(m), area: m.area, score: m.predicted_iou, rejected, busy: false })),
-    openedAt: performance.now(),
-  };
+  open = openOf(task, new Prompter(decoder!, { embedding, width, height }));
   effort.clicks = 0;
   effort.since = null;
   stage.show(picture, width, height);
@@ -269,14 +248,7 @@ function renderSoon(): void {
 
 function render(): void {
   const current = currentMask();
-  const layers: Layer[] = [];
-  for (const p of open?.proposals ?? []) {
-    const colour = p.rejected ? COLOURS.rejected : COLOURS.proposal;
-    layers.push({ mask: p.mask, colour, alpha: p.rejected ? 45 : 110, outline: p.rejected ? undefined : colour });
-  }
-  for (const a of open?.accepted ?? []) layers.push({ mask: a.mask, colour: COLOURS.accepted, alpha: 130, outline: COLOURS.edge });
-  if (current) layers.push({ mask: current.mask, colour: COLOURS.current, alpha: 140 });
-  stage.paint(layers);
+  stage.paint(layersOf(open, current?.mask ?? null));
   renderPrompts();
   view.render(open, remaining, { clicks: effort.clicks, seconds: elapsed(), area: current?.area ?? 0 });
 }
@@ -402,11 +374,6 @@ ready.then(async () => {
   setInterval(keepLease, Math.max(2, leaseSeconds / 3) * 1000);
 }, showError);
 
-declare global {
-  interface Window {
-    segany: unknown;
-  }
-}
 window.segany = {
   ready: ready.then(() => true),
   threads: () => decoder?.threads ?? 0,
@@ -416,24 +383,13 @@ window.segany = {
     await saves.catch(() => undefined);
   },
   state: () => ({
-    imageId: open?.task.image_id ?? null,
-    name: open?.task.name ?? null,
-    width: open?.task.width ?? 0,
-    height: open?.task.height ?? 0,
-    gear: open?.task.gear ?? 0,
+    ...view.snapshot(open),
     annotator,
-    points: open?.prompter.current()?.points ?? [],
-    box: open?.prompter.current()?.box ?? null,
-    steps: open?.prompter.history.length ?? 0,
     area: currentMask()?.area ?? 0,
-    accepted: open?.accepted.map((a) => ({ id: a.id, annotator: a.annotator, area: a.area })) ?? [],
-    proposals: open?.proposals.map((p) => ({ id: p.id, rejected: p.rejected })) ?? [],
     clicks: effort.clicks,
     tool: toolName,
     radius,
     remaining,
-    message: view.messageText(),
-    error: view.isError(),
   }),
   maskRuns: () => {
     const current = currentMask();

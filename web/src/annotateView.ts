@@ -2,10 +2,11 @@
 // pre-filled masks with their reject/restore toggles, the masks accepted so far, the effort
 // counted for the current mask, and the dialog that asks for the annotator's name once.
 
-import type { ProjectInfo, Task } from "./annotationApi";
-import type { Edits } from "./brush";
+import type { ProjectInfo, StoredMask, Task } from "./annotationApi";
+import { Edits } from "./brush";
 import type { Prompter } from "./prompting";
-import type { Colour } from "./stage";
+import { decodeCompressed } from "./rle";
+import type { Colour, Layer } from "./stage";
 
 /** An accepted mask on the page (`id` null while it is being saved). */
 export interface Shown {
@@ -36,6 +37,31 @@ export interface Open {
   openedAt: number; // performance.now() when shown
 }
 
+/** A leased image as the page keeps it: its masks decoded, nothing clicked yet. */
+export function openOf(task: Task, prompter: Prompter): Open {
+  const { width, height } = task;
+  const decoded = (m: StoredMask) => decodeCompressed(m.segmentation.counts, height, width);
+  const proposals = [
+    ...task.proposals.map((m) => ({ m, rejected: false })),
+    ...task.rejected.map((m) => ({ m, rejected: true })),
+  ].sort((a, b) => a.m.id - b.m.id);
+  return {
+    task,
+    prompter,
+    edits: new Edits(width, height),
+    accepted: task.accepted.map((m) => ({ id: m.id, mask: decoded(m), area: m.area, annotator: m.annotator, key: null })),
+    proposals: proposals.map(({ m, rejected }) => ({
+      id: m.id,
+      mask: decoded(m),
+      area: m.area,
+      score: m.predicted_iou,
+      rejected,
+      busy: false,
+    })),
+    openedAt: performance.now(),
+  };
+}
+
 export const COLOURS: Record<"current" | "accepted" | "proposal" | "rejected" | "edge", Colour> = {
   current: [30, 144, 255],
   accepted: [40, 200, 90],
@@ -43,6 +69,21 @@ export const COLOURS: Record<"current" | "accepted" | "proposal" | "rejected" | 
   rejected: [230, 40, 40],
   edge: [255, 255, 255], // of accepted masks
 };
+
+/** The overlay: pre-filled masks (outlined; rejected ones faint), accepted masks (outlined),
+ *  the current mask on top. */
+export function layersOf(open: Open | null, current: Uint8Array | null): Layer[] {
+  const layers: Layer[] = [];
+  for (const p of open?.proposals ?? []) {
+    const colour = p.rejected ? COLOURS.rejected : COLOURS.proposal;
+    layers.push({ mask: p.mask, colour, alpha: p.rejected ? 45 : 110, outline: p.rejected ? undefined : colour });
+  }
+  for (const a of open?.accepted ?? []) {
+    layers.push({ mask: a.mask, colour: COLOURS.accepted, alpha: 130, outline: COLOURS.edge });
+  }
+  if (current) layers.push({ mask: current, colour: COLOURS.current, alpha: 140 });
+  return layers;
+}
 
 const css = (colour: Colour) => `rgb(${colour.join(",")})`;
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -195,6 +236,25 @@ export class View {
     const list = $("accepted");
     list.replaceChildren(...items);
     if (!items.length) list.textContent = "none yet";
+  }
+
+  /** What tests read (window.segany.state()): the image, prompts, masks and the message. */
+  snapshot(open: Open | null): Record<string, unknown> {
+    const step = open?.prompter.current();
+    return {
+      imageId: open?.task.image_id ?? null,
+      name: open?.task.name ?? null,
+      width: open?.task.width ?? 0,
+      height: open?.task.height ?? 0,
+      gear: open?.task.gear ?? 0,
+      points: step?.points ?? [],
+      box: step?.box ?? null,
+      steps: open?.prompter.history.length ?? 0,
+      accepted: open?.accepted.map((a) => ({ id: a.id, annotator: a.annotator, area: a.area })) ?? [],
+      proposals: open?.proposals.map((p) => ({ id: p.id, rejected: p.rejected })) ?? [],
+      message: this.messageText(),
+      error: this.isError(),
+    };
   }
 
   asking(): boolean {

@@ -1,6 +1,12 @@
 // What the page is busy with (uploads, decoder runs, saves): `track` a promise, `idle()` waits
 // until nothing is in flight. body[data-busy] shows it; tests and benchmarks wait on idle().
 
+declare global {
+  interface Window {
+    segany: unknown; // each page's hooks for tests and benchmarks (read-only views, idle())
+  }
+}
+
 let pending = 0;
 let idleWaiters: (() => void)[] = [];
 

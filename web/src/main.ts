@@ -50,13 +50,7 @@ const timings = { click: [] as number[], hover: [] as number[] };
 // --------------------------------------------------------------------------- elements
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const stage = new Stage(
-  $<HTMLDivElement>("stage"),
-  $<HTMLDivElement>("stage-area"),
-  $<HTMLCanvasElement>("image"),
-  $<HTMLCanvasElement>("overlay"),
-  document.getElementById("prompts") as unknown as SVGSVGElement,
-);
+const stage = Stage.ofPage();
 stage.onLayout = () => renderPrompts();
 const message = $<HTMLDivElement>("message");
 const candidatesBox = $<HTMLDivElement>("candidates");
@@ -416,11 +410,6 @@ const ready = track(start());
 ready.catch(showError);
 
 // Hooks for tests and benchmarks (read-only views of the state, plus idle()).
-declare global {
-  interface Window {
-    segany: unknown;
-  }
-}
 window.segany = {
   ready: ready.then(() => true),
   idle,

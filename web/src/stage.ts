@@ -56,6 +56,19 @@ export class Stage {
     window.addEventListener("resize", () => this.layout());
   }
 
+  /** The stage of a page with the usual elements: #stage in #stage-area, holding the
+   *  #image and #overlay canvases and the #prompts SVG. */
+  static ofPage(): Stage {
+    const get = <T>(id: string) => document.getElementById(id) as T;
+    return new Stage(
+      get<HTMLDivElement>("stage"),
+      get<HTMLDivElement>("stage-area"),
+      get<HTMLCanvasElement>("image"),
+      get<HTMLCanvasElement>("overlay"),
+      get<SVGSVGElement>("prompts"),
+    );
+  }
+
   /** Show a picture of `width` x `height` pixels (and nothing painted over it). */
   show(picture: CanvasImageSource, width: number, height: number): void {
     for (const canvas of [this.imageCanvas, this.overlay]) {
