@@ -73,6 +73,11 @@ class AnnotationDesk:
                     return self._task(session, image_id)
         return None
 
+    def upcoming(self, count: int) -> list[int]:
+        """The ids of the next ``count`` free images in queue order: what to prepare ahead."""
+        with self.project.session() as session:
+            return self._free_images(session)[: max(0, count)]
+
     def _free_images(self, session: Session) -> list[int]:
         now = utcnow()
         leased = select(LeaseRow.image_id).where(LeaseRow.expires_at > now)
@@ -131,6 +136,15 @@ class AnnotationDesk:
             raise NotAllowedError(f"image {image_id} is finished already")
         if not self._take(session, image_id, annotator):
             raise LeaseLostError(f"image {image_id} is being annotated by someone else")
+
+    def renew(self, annotator: str, image_id: int) -> datetime:
+        """Extend this annotator's lease while they work on the image (taken again if it ran
+        out and nobody else took it); the new end."""
+        with self.project.session() as session:
+            self._check_lease(session, image_id, annotator)
+            lease = session.get(LeaseRow, image_id)
+            assert lease is not None
+            return _aware(lease.expires_at)
 
     def release(self, annotator: str, image_id: int) -> None:
         """Give the image back to the queue unfinished (what was accepted stays)."""
