@@ -237,25 +237,38 @@ def test_two_simulated_annotators_never_share_an_image(project, dataset):
 
     with project.session() as session:
         truths = match_ground_truth(session, open_ground_truth(dataset / "sa1b")).by_image
-    barrier = threading.Barrier(2)
-    reports = {}
+    # Each annotator has its own database connection and model; they are opened one after
+    # the other (Alembic's migration context is process-global, so opening a project in two
+    # threads at once races), then annotate at the same time.
+    people = {}
+    for name in ("sim-a", "sim-b"):
+        own = Project.open(project.path)
+        sam, version = load_gear_model(own)
+        people[name] = (own, Predictor(sam), version.id)
+    barrier = threading.Barrier(2, timeout=60)
+    reports, failures = {}, []
 
     def annotate(name: str) -> None:
-        with Project.open(project.path) as own:
-            sam, version = load_gear_model(own)
+        own, predictor, version_id = people[name]
+        try:
             barrier.wait()
-            reports[name] = simulate(
-                own, truths, Predictor(sam), version.id, gear=1, annotator=name
-            )
+            reports[name] = simulate(own, truths, predictor, version_id, gear=1, annotator=name)
+        except BaseException as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+            barrier.abort()
+        finally:
+            own.close()
 
-    threads = [threading.Thread(target=annotate, args=(n,)) for n in ("sim-a", "sim-b")]
+    threads = [threading.Thread(target=annotate, args=(n,)) for n in people]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not failures, failures
     runs = runs_of(project)
     assert sorted(r.image_id for r in runs) == sorted(truths)  # each image finished once
     assert sum(r.images for r in reports.values()) == len(SEEDS)
+    assert all(r.images >= 1 for r in reports.values())  # both worked at the same time
     for run in runs:
         assert {m.annotator for m in masks_of(project, image_id=run.image_id)} == {run.annotator}
 

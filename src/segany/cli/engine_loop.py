@@ -47,11 +47,16 @@ def run_simulate(args: argparse.Namespace) -> int:
             annotator=args.annotator,
             model=policy,
             max_images=args.images,
-            on_image=lambda r: print(f"\rimages annotated: {r.images}", end="", file=sys.stderr),
+            on_image=_progress if sys.stderr.isatty() else None,
         )
-    print(file=sys.stderr)
+    if sys.stderr.isatty() and report.images:
+        print(file=sys.stderr)  # end the progress line
     _print_simulation(args, report, policy, version.name, matches)
     return 0
+
+
+def _progress(report: SimulationReport) -> None:
+    print(f"\rimages annotated: {report.images}", end="", file=sys.stderr, flush=True)
 
 
 def _print_simulation(

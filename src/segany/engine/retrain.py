@@ -126,10 +126,16 @@ def write_training_set(folder: Path, images: dict[ImageRow, list[MaskRow]]) -> t
 
 
 class HeldoutSamples(Sequence[MaskSample]):
-    """The held-out images with their accepted masks, read one at a time."""
+    """The held-out images with their accepted masks, read one at a time (images whose file
+    is gone are left out)."""
 
     def __init__(self, images: dict[ImageRow, list[MaskRow]]) -> None:
-        self.items = [(image.path, image.id, rows) for image, rows in images.items()]
+        self.items = [
+            (image.path, image.id, rows)
+            for image, rows in images.items()
+            if Path(image.path).is_file()
+        ]
+        self.masks = sum(len(rows) for _, _, rows in self.items)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -255,7 +261,7 @@ def retrain(
             train_images,
             train_masks,
             len(samples),
-            sum(len(rows) for rows in heldout.values()),
+            samples.masks,
             new_miou,
             base_miou,
         )
