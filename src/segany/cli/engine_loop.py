@@ -91,6 +91,8 @@ def _print_simulation(
             f"(modelled: {policy.seconds_to_start:g} s + {policy.seconds_per_click:g} s per "
             f"click; measured compute {summary['compute_seconds_per_mask'] * 1000:.0f} ms)"
         )
+    if report.images:
+        print(f"per image: {summary['seconds_per_image']:.1f} s (modelled and measured, as above)")
     if report.lost:
         print(f"warning: {report.lost} images were taken over by another annotator meanwhile")
 
