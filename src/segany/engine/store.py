@@ -263,6 +263,13 @@ def write_proposals(
     return True
 
 
+def is_prefilled(image_id: Any) -> Any:
+    """SQL condition: gear 2 pre-filled the image (masks of gear 2 written by no annotator)."""
+    return exists().where(
+        MaskRow.image_id == image_id, MaskRow.gear == 2, MaskRow.annotator.is_(None)
+    )
+
+
 def was_prefilled(session: Session, image_id: int) -> bool:
     query = select(MaskRow.id).where(
         MaskRow.image_id == image_id, MaskRow.gear == 2, MaskRow.annotator.is_(None)
