@@ -1,4 +1,5 @@
-// Builds the page into the Python package's static folder, which `segany serve` serves.
+// Builds the pages into the Python package's static folder, which `segany serve` serves: the
+// explore page (index.html) and the annotation page (annotate.html, `segany annotate`).
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 
@@ -11,5 +12,11 @@ export default defineConfig({
     // onnxruntime-web's wasm binary is ~14 MB: no warning for it, and never inlined.
     chunkSizeWarningLimit: 1024,
     assetsInlineLimit: 0,
+    rollupOptions: {
+      input: {
+        index: fileURLToPath(new URL("index.html", import.meta.url)),
+        annotate: fileURLToPath(new URL("annotate.html", import.meta.url)),
+      },
+    },
   },
 });

@@ -38,7 +38,7 @@ export interface MaskRecord {
 
 export type ExportFormat = "cutout" | "mask" | "coco";
 
-async function call(url: string, init?: RequestInit): Promise<Response> {
+export async function call(url: string, init?: RequestInit): Promise<Response> {
   let response: Response;
   try {
     response = await fetch(url, init);

@@ -36,6 +36,14 @@ export interface DecoderOutput {
 
 type Ort = typeof import("onnxruntime-web");
 
+/** Decoder threads: `?threads=N`, else up to 4; one where the page is not cross-origin
+ *  isolated (no shared memory for WebAssembly threads there). */
+export function threadCount(params: URLSearchParams): number {
+  const asked = Number(params.get("threads"));
+  if (Number.isInteger(asked) && asked > 0) return crossOriginIsolated ? asked : 1;
+  return crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+}
+
 export class Decoder {
   private constructor(
     private readonly ort: Ort,

@@ -22,3 +22,12 @@ export function float16ToFloat32(buffer: ArrayBuffer): Float32Array {
   for (let i = 0; i < halves.length; i++) out[i] = TABLE[halves[i]];
   return out;
 }
+
+/** An embedding answer (raw little-endian `dtype` values) as float32, checked to hold
+ *  `shape`'s number of values. */
+export function embeddingValues(buffer: ArrayBuffer, dtype: "float16" | "float32", shape: readonly number[]): Float32Array {
+  const values = dtype === "float16" ? float16ToFloat32(buffer) : new Float32Array(buffer);
+  const expected = shape.reduce((a, b) => a * b, 1);
+  if (values.length !== expected) throw new Error(`embedding has ${values.length} values, expected ${expected}`);
+  return values;
+}

@@ -3,26 +3,15 @@
 
 import "./style.css";
 import * as api from "./api";
-import { Decoder, type DecoderOutput, type ModelInfo } from "./decoder";
-import { float16ToFloat32 } from "./float16";
+import { idle, track } from "./busy";
+import { Decoder, type ModelInfo, threadCount } from "./decoder";
+import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
+import { type Candidate, enqueue, Prompter, type Prompts, type RunKind, type Step } from "./prompting";
 import { decodeCompressed, encodeRuns } from "./rle";
+import { type Colour, type Layer, loadPicture, PromptGestures, Stage, type XY } from "./stage";
 
 // --------------------------------------------------------------------------- state
-
-interface Candidate {
-  mask: Uint8Array; // row-major, 1 inside
-  score: number; // predicted IoU
-  lowRes: Float32Array; // fed back as mask_input on the next step
-  area: number;
-}
-
-interface Step {
-  points: Point[];
-  box: Box | null;
-  candidates: Candidate[]; // 3 for a single click, else 1
-  chosen: number;
-}
 
 interface Accepted {
   mask: Uint8Array;
@@ -33,28 +22,26 @@ interface Accepted {
 interface LoadedImage {
   info: api.ImageInfo;
   name: string;
-  embedding: Float32Array;
   width: number;
   height: number;
+  prompter: Prompter; // the current object's clicks and masks
 }
 
 interface Everything {
   masks: Uint8Array[]; // largest first
   scores: number[];
-  colours: [number, number, number][];
+  colours: Colour[];
 }
 
 const params = new URLSearchParams(location.search);
 const EMBEDDING_DTYPE = params.get("embedding") === "float32" ? "float32" : "float16";
 const HOVER = params.get("hover") !== "0";
-const DRAG_THRESHOLD = 5; // CSS pixels before a press becomes a box
-const CURRENT: [number, number, number] = [30, 144, 255];
-const ACCEPTED: [number, number, number] = [40, 200, 90];
+const CURRENT: Colour = [30, 144, 255];
+const ACCEPTED: Colour = [40, 200, 90];
 
 let model: ModelInfo | null = null;
 let decoder: Decoder | null = null;
 let image: LoadedImage | null = null;
-let history: Step[] = [];
 let accepted: Accepted[] = [];
 let everything: Everything | null = null;
 let hover: Candidate | null = null;
@@ -63,10 +50,8 @@ const timings = { click: [] as number[], hover: [] as number[] };
 // --------------------------------------------------------------------------- elements
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const stage = $<HTMLDivElement>("stage");
-const imageCanvas = $<HTMLCanvasElement>("image");
-const overlay = $<HTMLCanvasElement>("overlay");
-const svg = document.getElementById("prompts") as unknown as SVGSVGElement;
+const stage = Stage.ofPage();
+stage.onLayout = () => renderPrompts();
 const message = $<HTMLDivElement>("message");
 const candidatesBox = $<HTMLDivElement>("candidates");
 
@@ -80,109 +65,26 @@ function showError(error: unknown): void {
   showMessage(text, "error");
 }
 
-// --------------------------------------------------------------------------- busy tracking
-
-let pending = 0;
-let idleWaiters: (() => void)[] = [];
-
-async function track<T>(work: Promise<T>): Promise<T> {
-  pending++;
-  document.body.dataset.busy = "1";
-  try {
-    return await work;
-  } finally {
-    pending--;
-    if (pending === 0) {
-      document.body.dataset.busy = "0";
-      const waiters = idleWaiters;
-      idleWaiters = [];
-      waiters.forEach((w) => w());
-    }
-  }
-}
-
-function idle(): Promise<void> {
-  return pending === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
-}
-
-// One decoder run at a time (a session runs one call at once); clicks queue behind at most
-// one hover run.
-let queue: Promise<unknown> = Promise.resolve();
-function enqueue<T>(job: () => Promise<T>): Promise<T> {
-  const result = queue.then(job, job);
-  queue = result.catch(() => undefined);
-  return result;
-}
-
 // --------------------------------------------------------------------------- decoding
 
 function current(): Step | null {
-  return history.length ? history[history.length - 1] : null;
+  return image?.prompter.current() ?? null;
 }
 
 function currentCandidate(): Candidate | null {
-  const step = current();
-  return step ? step.candidates[step.chosen] : null;
+  return image?.prompter.candidate() ?? null;
 }
 
-function candidateOf(out: DecoderOutput, index: number, threshold: number): Candidate {
-  const { width, height } = image!;
-  const pixels = width * height;
-  const logits = out.masks.subarray(index * pixels, (index + 1) * pixels);
-  const mask = new Uint8Array(pixels);
-  let area = 0;
-  for (let i = 0; i < pixels; i++) {
-    if (logits[i] > threshold) {
-      mask[i] = 1;
-      area++;
-    }
-  }
-  const lr = model!.low_res_size * model!.low_res_size;
-  return { mask, score: out.scores[index], lowRes: out.lowRes.slice(index * lr, (index + 1) * lr), area };
+function recordRun(ms: number, kind: RunKind): void {
+  timings[kind].push(ms);
+  showPerf(ms);
 }
 
-/** Decode prompts with the previous step's chosen logits fed back (refinement). As
- *  segany.InteractiveSession: a single click (no box) gets 3 candidates, else one mask. */
-async function decode(points: Point[], box: Box | null, kind: "click" | "hover"): Promise<Step> {
-  const img = image!;
-  const previous = currentCandidate();
-  const out = await decoder!.run({
-    embedding: img.embedding,
-    height: img.height,
-    width: img.width,
-    points,
-    box,
-    maskInput: previous ? previous.lowRes : null,
-  });
-  timings[kind].push(out.ms);
-  const multimask = points.length + (box ? 2 : 0) <= 1;
-  const indices = multimask ? [1, 2, 3] : [0];
-  const candidates = indices.map((i) => candidateOf(out, i, model!.mask_threshold));
-  let chosen = 0;
-  candidates.forEach((c, i) => {
-    if (c.score > candidates[chosen].score) chosen = i;
-  });
-  showPerf(out.ms);
-  return { points, box, candidates, chosen };
-}
-
-type Prompts = { points: Point[]; box: Box | null };
-
-/** Add to the current prompts; ``update`` runs when the decoder is free, so quick clicks
- *  each see the ones before them. */
+/** Add to the current object's prompts (decoded when the decoder is free). */
 async function addPrompt(update: (previous: Prompts) => Prompts): Promise<void> {
-  if (!image || !decoder) return;
-  const img = image;
+  if (!image) return;
   hover = null;
-  await track(
-    enqueue(async () => {
-      if (image !== img) return;
-      const step = current();
-      const next = update({ points: step?.points ?? [], box: step?.box ?? null });
-      const result = await decode(next.points, next.box, "click");
-      if (image === img) history.push(result);
-    }),
-  );
+  await track(image.prompter.add(update));
   render();
 }
 
@@ -193,12 +95,12 @@ async function hoverLoop(): Promise<void> {
   if (hoverRunning) return;
   hoverRunning = true;
   try {
-    while (hoverWanted && image && decoder && history.length === 0 && !everything) {
+    while (hoverWanted && image && image.prompter.history.length === 0 && !everything) {
       const point = hoverWanted;
       hoverWanted = null;
       const img = image;
-      const step = await enqueue(() => decode([point], null, "hover"));
-      if (image === img && history.length === 0 && !everything) {
+      const step = await enqueue(() => img.prompter.decode([point], null, "hover"));
+      if (image === img && img.prompter.history.length === 0 && !everything) {
         hover = step.candidates[step.chosen];
         render();
       }
@@ -223,69 +125,23 @@ function render(): void {
 
 function renderOverlay(): void {
   if (!image) return;
-  const { width, height } = image;
-  const context = overlay.getContext("2d")!;
-  const data = context.createImageData(width, height);
-  const rgba = data.data;
-  const paint = (mask: Uint8Array, colour: [number, number, number], alpha: number) => {
-    for (let i = 0; i < mask.length; i++) {
-      if (mask[i]) {
-        const o = 4 * i;
-        rgba[o] = colour[0];
-        rgba[o + 1] = colour[1];
-        rgba[o + 2] = colour[2];
-        rgba[o + 3] = alpha;
-      }
-    }
-  };
+  const layers: Layer[] = [];
   if (everything) {
     const chosen = new Set(accepted.map((a) => a.everythingIndex));
     everything.masks.forEach((mask, i) => {
-      if (!chosen.has(i)) paint(mask, everything!.colours[i], 110);
+      if (!chosen.has(i)) layers.push({ mask, colour: everything!.colours[i], alpha: 110 });
     });
   }
-  for (const a of accepted) paint(a.mask, ACCEPTED, 170);
+  for (const a of accepted) layers.push({ mask: a.mask, colour: ACCEPTED, alpha: 170 });
   const candidate = currentCandidate();
-  if (candidate) paint(candidate.mask, CURRENT, 140);
-  else if (hover && !everything) paint(hover.mask, CURRENT, 90);
-  context.putImageData(data, 0, 0);
+  if (candidate) layers.push({ mask: candidate.mask, colour: CURRENT, alpha: 140 });
+  else if (hover && !everything) layers.push({ mask: hover.mask, colour: CURRENT, alpha: 90 });
+  stage.paint(layers);
 }
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-
 function renderPrompts(drag: Box | null = null): void {
-  svg.replaceChildren();
-  if (!image) return;
-  const scale = image.width / svg.getBoundingClientRect().width || 1;
-  const add = (tag: string, attributes: Record<string, string | number>) => {
-    const element = document.createElementNS(SVG_NS, tag);
-    for (const [k, v] of Object.entries(attributes)) element.setAttribute(k, String(v));
-    svg.appendChild(element);
-  };
   const step = current();
-  const box = drag ?? step?.box ?? null;
-  if (box) {
-    add("rect", {
-      x: box[0],
-      y: box[1],
-      width: box[2] - box[0],
-      height: box[3] - box[1],
-      fill: "none",
-      stroke: "#ffc800",
-      "stroke-width": 2 * scale,
-      "stroke-dasharray": drag ? `${4 * scale}` : "none",
-    });
-  }
-  for (const p of step?.points ?? []) {
-    add("circle", {
-      cx: p.x,
-      cy: p.y,
-      r: 5 * scale,
-      fill: p.label ? "#00dc00" : "#e61e1e",
-      stroke: "#fff",
-      "stroke-width": 1.5 * scale,
-    });
-  }
+  stage.drawPrompts(step?.points ?? [], drag ?? step?.box ?? null, drag !== null);
 }
 
 function renderCandidates(): void {
@@ -305,11 +161,7 @@ function renderCandidates(): void {
 }
 
 function choose(index: number): void {
-  const step = current();
-  if (step && index < step.candidates.length) {
-    step.chosen = index;
-    render();
-  }
+  if (image?.prompter.choose(index)) render();
 }
 
 function showPerf(lastMs: number): void {
@@ -326,19 +178,6 @@ function medianOf(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-function layoutStage(): void {
-  if (!image) return;
-  const area = $<HTMLDivElement>("stage-area").getBoundingClientRect();
-  const maxWidth = Math.max(200, area.width);
-  const maxHeight = Math.max(200, window.innerHeight - area.top - 60);
-  const scale = Math.min(maxWidth / image.width, maxHeight / image.height, 4);
-  stage.style.width = `${Math.round(image.width * scale)}px`;
-  stage.style.height = `${Math.round(image.height * scale)}px`;
-  svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
-  svg.setAttribute("preserveAspectRatio", "none");
-  renderPrompts();
-}
-
 // --------------------------------------------------------------------------- images
 
 async function openImage(blob: Blob, name: string): Promise<void> {
@@ -349,35 +188,19 @@ async function openImage(blob: Blob, name: string): Promise<void> {
     api.fetchEmbedding(info, EMBEDDING_DTYPE),
     loadPicture(info.image_url),
   ]);
-  const embedding = EMBEDDING_DTYPE === "float16" ? float16ToFloat32(buffer) : new Float32Array(buffer);
-  const expected = info.embedding.shape.reduce((a, b) => a * b, 1);
-  if (embedding.length !== expected) throw new Error(`embedding has ${embedding.length} values, expected ${expected}`);
-  for (const canvas of [imageCanvas, overlay]) {
-    canvas.width = info.width;
-    canvas.height = info.height;
-  }
-  imageCanvas.getContext("2d")!.drawImage(picture, 0, 0);
-  image = { info, name, embedding, width: info.width, height: info.height };
-  history = [];
+  const embedding = embeddingValues(buffer, EMBEDDING_DTYPE, info.embedding.shape);
+  const { width, height } = info;
+  const prompter = new Prompter(decoder!, { embedding, width, height }, recordRun);
+  image = { info, name, width, height, prompter };
   accepted = [];
   everything = null;
   hover = null;
-  stage.hidden = false;
-  layoutStage();
+  stage.show(picture, width, height);
   render();
   $<HTMLParagraphElement>("everything-info").textContent = "";
   showMessage(
     `${name}: ${info.width}×${info.height}, embedding ${info.cached ? "from the server's cache" : "computed on the server"}. Click an object.`,
   );
-}
-
-function loadPicture(url: string): Promise<HTMLImageElement> {
-  return new Promise((resolve, reject) => {
-    const picture = new Image();
-    picture.onload = () => resolve(picture);
-    picture.onerror = () => reject(new Error("cannot load the image from the server"));
-    picture.src = url;
-  });
 }
 
 async function openSample(sample: api.Sample): Promise<void> {
@@ -388,12 +211,12 @@ async function openSample(sample: api.Sample): Promise<void> {
 // --------------------------------------------------------------------------- actions
 
 function undo(): void {
-  history.pop();
+  image?.prompter.undo();
   render();
 }
 
 function reset(): void {
-  history = [];
+  image?.prompter.reset();
   hover = null;
   render();
 }
@@ -405,7 +228,7 @@ function accept(): void {
     return;
   }
   accepted.push({ mask: candidate.mask, score: candidate.score, everythingIndex: null });
-  history = [];
+  image!.prompter.reset();
   render();
   showMessage(`Accepted mask ${accepted.length} (${candidate.area} pixels). Click the next object.`);
 }
@@ -425,7 +248,7 @@ async function segmentEverything(): Promise<void> {
   decoded.sort((a, b) => b.area - a.area);
   const colours = decoded.map((_, i) => hsl((i * 137.508) % 360));
   everything = { masks: decoded.map((d) => d.mask), scores: decoded.map((d) => d.score), colours };
-  history = [];
+  img.prompter.reset();
   hover = null;
   render();
   const seconds = result.seconds ? ` in ${result.seconds.toFixed(1)} s` : " (cached)";
@@ -434,7 +257,7 @@ async function segmentEverything(): Promise<void> {
   showMessage(`${found} found. Click the ones to keep.`);
 }
 
-function hsl(hue: number): [number, number, number] {
+function hsl(hue: number): Colour {
   const f = (n: number) => {
     const k = (n + hue / 30) % 12;
     return Math.round(255 * (0.55 - 0.45 * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
@@ -487,80 +310,38 @@ async function download(format: api.ExportFormat): Promise<void> {
 
 // --------------------------------------------------------------------------- input
 
-function imagePoint(event: MouseEvent): { x: number; y: number } {
-  const rect = svg.getBoundingClientRect();
-  const x = ((event.clientX - rect.left) / rect.width) * image!.width;
-  const y = ((event.clientY - rect.top) / rect.height) * image!.height;
-  return { x: Math.max(0, Math.min(image!.width, x)), y: Math.max(0, Math.min(image!.height, y)) };
-}
-
-let press: { x: number; y: number; clientX: number; clientY: number; dragging: boolean } | null = null;
-
 function run(work: Promise<unknown>): void {
   track(work).catch(showError);
 }
 
-svg.addEventListener("pointerdown", (event) => {
-  if (!image || event.button !== 0) return;
-  svg.setPointerCapture(event.pointerId);
-  press = { ...imagePoint(event), clientX: event.clientX, clientY: event.clientY, dragging: false };
-});
-
-svg.addEventListener("pointermove", (event) => {
-  if (!image) return;
-  if (press) {
-    const moved = Math.hypot(event.clientX - press.clientX, event.clientY - press.clientY);
-    if (moved > DRAG_THRESHOLD && !everything) press.dragging = true;
-    if (press.dragging) renderPrompts(boxFrom(press, imagePoint(event)));
-    return;
-  }
-  if (HOVER && history.length === 0 && !everything) {
-    const { x, y } = imagePoint(event);
-    hoverWanted = { x, y, label: 1 };
-    run(hoverLoop());
-  }
-});
-
-svg.addEventListener("pointerleave", () => {
-  hoverWanted = null;
-  if (hover) {
-    hover = null;
-    render();
-  }
-});
-
-svg.addEventListener("pointerup", (event) => {
-  if (!image || !press || event.button !== 0) return;
-  const start = press;
-  press = null;
-  const end = imagePoint(event);
-  if (everything) {
-    pickEverything(end.x, end.y);
-    return;
-  }
-  if (start.dragging) {
-    const box = boxFrom(start, end);
-    if (box[2] - box[0] < 2 || box[3] - box[1] < 2) {
-      renderPrompts();
+stage.tool = new PromptGestures(stage, {
+  click(p: XY, how) {
+    if (everything) {
+      if (how !== "right") pickEverything(p.x, p.y);
       return;
     }
-    run(addPrompt((p) => ({ points: p.points, box })));
-  } else {
-    const point: Point = { x: end.x, y: end.y, label: event.altKey ? 0 : 1 };
-    run(addPrompt((p) => ({ points: [...p.points, point], box: p.box })));
-  }
+    const point: Point = { x: p.x, y: p.y, label: how === "left" ? 1 : 0 };
+    run(addPrompt((prompts) => ({ points: [...prompts.points, point], box: prompts.box })));
+  },
+  box(box) {
+    run(addPrompt((prompts) => ({ points: prompts.points, box })));
+  },
+  preview: (box) => renderPrompts(box),
+  dragAllowed: () => !everything,
+  hover(p: XY) {
+    if (HOVER && image && image.prompter.history.length === 0 && !everything) {
+      hoverWanted = { x: p.x, y: p.y, label: 1 };
+      run(hoverLoop());
+    }
+  },
+  leave() {
+    hoverWanted = null;
+    if (hover) {
+      hover = null;
+      render();
+    }
+  },
 });
-
-svg.addEventListener("contextmenu", (event) => {
-  event.preventDefault();
-  if (!image || everything) return;
-  const point: Point = { ...imagePoint(event), label: 0 };
-  run(addPrompt((p) => ({ points: [...p.points, point], box: p.box })));
-});
-
-function boxFrom(a: { x: number; y: number }, b: { x: number; y: number }): Box {
-  return [Math.min(a.x, b.x), Math.min(a.y, b.y), Math.max(a.x, b.x), Math.max(a.y, b.y)];
-}
 
 document.addEventListener("keydown", (event) => {
   if (event.target instanceof HTMLInputElement) return;
@@ -604,15 +385,8 @@ document.addEventListener("drop", (event) => {
   const file = event.dataTransfer?.files?.[0];
   if (file) run(openImage(file, file.name));
 });
-window.addEventListener("resize", layoutStage);
 
 // --------------------------------------------------------------------------- start
-
-function threadCount(): number {
-  const asked = Number(params.get("threads"));
-  if (Number.isInteger(asked) && asked > 0) return crossOriginIsolated ? asked : 1;
-  return crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-}
 
 async function start(): Promise<void> {
   model = await api.getModel();
@@ -627,7 +401,7 @@ async function start(): Promise<void> {
     button.addEventListener("click", () => run(openSample(sample)));
     box.appendChild(button);
   }
-  decoder = await Decoder.create(model, threadCount());
+  decoder = await Decoder.create(model, threadCount(params));
   showPerf(0);
   showMessage("Open an image or pick a sample.");
 }
@@ -636,11 +410,6 @@ const ready = track(start());
 ready.catch(showError);
 
 // Hooks for tests and benchmarks (read-only views of the state, plus idle()).
-declare global {
-  interface Window {
-    segany: unknown;
-  }
-}
 window.segany = {
   ready: ready.then(() => true),
   idle,
@@ -655,7 +424,7 @@ window.segany = {
     box: current()?.box ?? null,
     scores: current()?.candidates.map((c) => c.score) ?? [],
     chosen: current()?.chosen ?? -1,
-    steps: history.length,
+    steps: image?.prompter.history.length ?? 0,
     area: currentCandidate()?.area ?? 0,
     hoverArea: hover?.area ?? 0,
     accepted: accepted.length,

@@ -30,13 +30,37 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, demo, embed, engine, evaluate, everything, export, segment, serve, train
+    from . import (
+        annotate,
+        data,
+        demo,
+        embed,
+        engine,
+        evaluate,
+        everything,
+        export,
+        segment,
+        serve,
+        train,
+    )
 
     parser = Parser(prog="segany", description="Segment Anything, from scratch.")
     parser.add_argument("--version", action="version", version=f"segany {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for room in (segment, everything, embed, demo, serve, data, train, evaluate, export, engine):
+    for room in (
+        segment,
+        everything,
+        embed,
+        demo,
+        serve,
+        annotate,
+        data,
+        train,
+        evaluate,
+        export,
+        engine,
+    ):
         room.register(sub)
     return parser
 

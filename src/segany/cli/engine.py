@@ -101,7 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     export = commands.add_parser("export", help="write SA-1B shards or COCO instances")
     export.add_argument("project", help="project folder")
-    export.add_argument("--output", required=True, help="output folder")
+    export.add_argument(
+        "--output", required=True, help="output folder (an earlier export there is replaced)"
+    )
     export.add_argument("--format", choices=("sa1b", "coco"), default="sa1b")
     export.add_argument(
         "--gear",
@@ -110,5 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         help="only masks of this gear (repeatable)",
     )
-    export.add_argument("--min-iou", type=float, help="only masks with predicted IoU >= this")
+    export.add_argument(
+        "--min-iou",
+        type=float,
+        help="drop model-made masks with predicted IoU below this (people's masks are kept)",
+    )
     export.set_defaults(func=_runner("engine_store", "run_export"))

@@ -14,7 +14,6 @@ EXAMPLES = """examples:
   segany serve --model vit_b --checkpoint sam_vit_b_01ec64.pth --port 8080
   segany serve --host 0.0.0.0                   # reachable from other machines: on purpose only
 """
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def default_cache_dir() -> Path:
@@ -53,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..server import Limits, SegmentService, create_app
+        from ..server.auth import LOCAL_HOSTS
     except ImportError as exc:
         raise CliError(
             f"the web app needs the web extra ({exc.name} is missing): pip install 'segany[web]'"

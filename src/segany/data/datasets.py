@@ -64,13 +64,18 @@ class CocoInstances(Sequence[MaskSample]):
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> MaskSample:  # type: ignore[override]
+        info = self.coco.loadImgs(self.image_ids[index])[0]
+        image = read_image(self.image_dir / info["file_name"], upright=False)
+        return MaskSample(image, self.object_masks(index), str(info["id"]))
+
+    def object_masks(self, index: int) -> np.ndarray:
+        """The ``(M, H, W)`` bool masks of image ``index`` without reading the image."""
         image_id = self.image_ids[index]
         info = self.coco.loadImgs(image_id)[0]
-        image = read_image(self.image_dir / info["file_name"], upright=False)
         ann_ids = self.coco.getAnnIds(imgIds=image_id, iscrowd=False)
         masks = [self.coco.annToMask(a).astype(bool) for a in self.coco.loadAnns(ann_ids)]
-        stacked = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)
-        return MaskSample(image, stacked, str(image_id))
+        shape = (int(info["height"]), int(info["width"]))
+        return np.stack(masks) if masks else np.zeros((0, *shape), dtype=bool)
 
 
 class GeneratedScenes(Sequence[MaskSample]):

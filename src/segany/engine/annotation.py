@@ -5,6 +5,7 @@ class, so a simulated run measures the same code path people use."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,23 +58,30 @@ class AnnotationDesk:
         self.lease = timedelta(seconds=lease_seconds)
 
     # -- the queue -----------------------------------------------------------------------------
-    def checkout(self, annotator: str) -> ImageTask | None:
+    def checkout(self, annotator: str, among: Collection[int] | None = None) -> ImageTask | None:
         """The image this annotator holds (lease renewed), else the next free one; None when
-        every image is done or held by someone else."""
+        every image is done or held by someone else. ``among`` limits both to these image ids
+        (the simulated annotator asks only for images it has ground truth for)."""
         with self.project.session() as session:
-            held = session.scalar(
-                select(LeaseRow.image_id).where(
-                    LeaseRow.annotator == annotator, LeaseRow.expires_at > utcnow()
-                )
+            query = select(LeaseRow.image_id).where(
+                LeaseRow.annotator == annotator, LeaseRow.expires_at > utcnow()
             )
+            if among is not None:
+                query = query.where(LeaseRow.image_id.in_(among))
+            held = session.scalar(query)
             if held is not None and self._take(session, held, annotator):
                 return self._task(session, held)
-            for image_id in self._free_images(session):
+            for image_id in self._free_images(session, among):
                 if self._take(session, image_id, annotator):
                     return self._task(session, image_id)
         return None
 
-    def _free_images(self, session: Session) -> list[int]:
+    def upcoming(self, count: int) -> list[int]:
+        """The ids of the next ``count`` free images in queue order: what to prepare ahead."""
+        with self.project.session() as session:
+            return self._free_images(session)[: max(0, count)]
+
+    def _free_images(self, session: Session, among: Collection[int] | None = None) -> list[int]:
         now = utcnow()
         leased = select(LeaseRow.image_id).where(LeaseRow.expires_at > now)
         query = (
@@ -82,6 +90,8 @@ class AnnotationDesk:
             .order_by(ImageRow.id)
             .limit(20)
         )
+        if among is not None:
+            query = query.where(ImageRow.id.in_(among))
         return list(session.scalars(query))
 
     def _take(self, session: Session, image_id: int, annotator: str) -> bool:
@@ -143,6 +153,15 @@ class AnnotationDesk:
         if self._finished(session, image_id):
             raise NotAllowedError(f"image {image_id} is finished already")
         raise LeaseLostError(f"image {image_id} is being annotated by someone else")
+
+    def renew(self, annotator: str, image_id: int) -> datetime:
+        """Extend this annotator's lease while they work on the image (taken again if it ran
+        out and nobody else took it); the new end."""
+        with self.project.session() as session:
+            self._check_lease(session, image_id, annotator)
+            lease = session.get(LeaseRow, image_id)
+            assert lease is not None
+            return _aware(lease.expires_at)
 
     def release(self, annotator: str, image_id: int) -> None:
         """Give the image back to the queue unfinished (what was accepted stays)."""

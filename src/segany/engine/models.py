@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sqlalchemy import select
+
 from ..checkpoints import load
 from ..modeling.sam import Sam
 from .project import Project
@@ -35,7 +37,14 @@ def gear_model_version(
             if newest is not None:
                 return newest
             weights = DEFAULT_MODEL
-        return register_model(session, weights)
+        # a version registered under another name (a retrained one) is found by its weights
+        known = session.scalar(
+            select(ModelVersionRow)
+            .where(ModelVersionRow.weights == weights)
+            .order_by(ModelVersionRow.id.desc())
+            .limit(1)
+        )
+        return known if known is not None else register_model(session, weights)
 
 
 def load_gear_model(

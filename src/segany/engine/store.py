@@ -27,7 +27,10 @@ HELDOUT_EVERY = 10  # one image in ten (by hash) is held out from retraining
 
 @dataclass(frozen=True)
 class NewMask:
-    """A mask to store: compressed COCO RLE in the image's frame, its box (XYWH) and scores."""
+    """A mask to store: compressed COCO RLE in the image's frame, its box and scores.
+
+    The box is XYWH in SAM's convention (as SA-1B and gear 3 write it: ``w = x1 - x0`` of the
+    extreme pixel indices, one less than COCO's pixel-count width)."""
 
     rle: dict[str, Any]
     bbox: tuple[float, float, float, float]
@@ -46,7 +49,7 @@ class NewMask:
             bbox = (0.0, 0.0, 0.0, 0.0)
         else:
             x0, y0 = float(xs.min()), float(ys.min())
-            bbox = (x0, y0, float(xs.max()) - x0 + 1, float(ys.max()) - y0 + 1)
+            bbox = (x0, y0, float(xs.max()) - x0, float(ys.max()) - y0)
         return cls(rle=rle, bbox=bbox, area=int(len(xs)), **scores)
 
     @classmethod
@@ -258,6 +261,13 @@ def write_proposals(
         session.rollback()
         return False
     return True
+
+
+def is_prefilled(image_id: Any) -> Any:
+    """SQL condition: gear 2 pre-filled the image (masks of gear 2 written by no annotator)."""
+    return exists().where(
+        MaskRow.image_id == image_id, MaskRow.gear == 2, MaskRow.annotator.is_(None)
+    )
 
 
 def was_prefilled(session: Session, image_id: int) -> bool:

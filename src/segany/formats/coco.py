@@ -1,15 +1,41 @@
-"""COCO instance datasets: one json for many images, masks as COCO RLE."""
+"""COCO instance datasets: one json for many images, masks as COCO RLE.
+
+:class:`CocoDataset` builds the whole dataset in memory; :class:`CocoWriter` streams one to
+disk image by image (for exports larger than memory). Both write the same records."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
 
 from .files import atomic_write_text
 
 OBJECT_CATEGORY = {"id": 1, "name": "object", "supercategory": "object"}
+INFO = {"description": "segany masks"}
+
+
+def coco_annotation(ann_id: int, image_id: int, record: dict[str, Any]) -> dict[str, Any]:
+    """A COCO annotation from a mask record (COCO-RLE ``segmentation``, ``bbox``, ``area`` and
+    optional generator scores, kept as extra keys; ``score`` is the predicted IoU or 1)."""
+    annotation = {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": OBJECT_CATEGORY["id"],
+        "iscrowd": 0,
+        "segmentation": record["segmentation"],
+        "bbox": record["bbox"],
+        "area": record["area"],
+    }
+    for key in ("predicted_iou", "stability_score", "point_coords", "crop_box"):
+        if key in record:
+            annotation[key] = record[key]
+    annotation["score"] = record.get("predicted_iou", 1.0)
+    return annotation
 
 
 @dataclass
@@ -29,25 +55,12 @@ class CocoDataset:
             {"id": image_id, "file_name": file_name, "height": height, "width": width}
         )
         for record in records:
-            annotation = {
-                "id": len(self.annotations) + 1,
-                "image_id": image_id,
-                "category_id": OBJECT_CATEGORY["id"],
-                "iscrowd": 0,
-                "segmentation": record["segmentation"],
-                "bbox": record["bbox"],
-                "area": record["area"],
-            }
-            for key in ("predicted_iou", "stability_score", "point_coords", "crop_box"):
-                if key in record:
-                    annotation[key] = record[key]
-            annotation["score"] = record.get("predicted_iou", 1.0)
-            self.annotations.append(annotation)
+            self.annotations.append(coco_annotation(len(self.annotations) + 1, image_id, record))
         return image_id
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "info": {"description": "segany masks"},
+            "info": INFO,
             "images": self.images,
             "annotations": self.annotations,
             "categories": [OBJECT_CATEGORY],
@@ -55,3 +68,75 @@ class CocoDataset:
 
     def write(self, path: str | os.PathLike[str]) -> None:
         atomic_write_text(path, json.dumps(self.to_dict()))
+
+
+class CocoWriter:
+    """Writes one COCO json image by image with the caller's ids, holding no more than one
+    image's annotations in memory: annotations go straight to a temporary file beside
+    ``path``, image entries to a second one, joined and renamed into place on :meth:`close`.
+    Used as a context manager, a failure leaves no file (and no temporary one) behind."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._main, self._main_path = self._temporary("annotations")
+        self._images, self._images_path = self._temporary("images")
+        head = {"info": INFO, "categories": [OBJECT_CATEGORY]}
+        self._main.write(json.dumps(head)[:-1] + ', "annotations": [')
+        self.image_count = self.annotation_count = 0
+
+    def _temporary(self, part: str) -> tuple[IO[str], Path]:
+        handle, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.{part}.", suffix=".tmp", dir=self.path.parent
+        )
+        return os.fdopen(handle, "w", encoding="utf-8"), Path(name)
+
+    def add_image(
+        self,
+        image_id: int,
+        file_name: str,
+        height: int,
+        width: int,
+        records: list[tuple[int, dict[str, Any]]],
+    ) -> None:
+        """Add an image and its ``(annotation id, record)`` pairs (records as for
+        :func:`coco_annotation`)."""
+        entry = {"id": image_id, "file_name": file_name, "height": height, "width": width}
+        self._images.write(("," if self.image_count else "") + json.dumps(entry))
+        self.image_count += 1
+        for ann_id, record in records:
+            annotation = json.dumps(coco_annotation(ann_id, image_id, record))
+            self._main.write(("," if self.annotation_count else "") + annotation)
+            self.annotation_count += 1
+
+    def close(self) -> None:
+        """Join the parts, fsync, and rename the json into place."""
+        self._images.close()
+        with open(self._images_path, encoding="utf-8") as images:
+            self._main.write('], "images": [')
+            while chunk := images.read(1 << 20):
+                self._main.write(chunk)
+        self._main.write("]}")
+        self._main.flush()
+        os.fsync(self._main.fileno())
+        self._main.close()
+        os.replace(self._main_path, self.path)
+        self._images_path.unlink()
+
+    def abort(self) -> None:
+        for stream, path in ((self._main, self._main_path), (self._images, self._images_path)):
+            stream.close()
+            path.unlink(missing_ok=True)
+
+    def __enter__(self) -> CocoWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()

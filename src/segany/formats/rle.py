@@ -15,7 +15,9 @@ from .boxes import mask_bbox_xywh
 
 __all__ = [
     "area_from_rle",
+    "checked_rle_mask",
     "coco_encode_rle",
+    "compressed_counts",
     "decode_coco_rle",
     "encode_coco_rle",
     "mask_bbox_xywh",  # kept importable from here: the server and the SA-1B records use it
@@ -113,3 +115,45 @@ def decode_coco_rle(rle: dict[str, Any]) -> np.ndarray:
     elif isinstance(rle["counts"], str):
         rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     return mask_utils.decode(rle).astype(bool)
+
+
+def compressed_counts(counts: str) -> list[int]:
+    """COCO's compressed RLE string -> its run lengths; ``ValueError`` for a malformed string.
+    (pycocotools decodes a malformed string into whatever memory follows, so text from a
+    client comes through here first.)"""
+    runs: list[int] = []
+    value, shift, position = 0, 0, 0
+    for position, char in enumerate(counts):
+        code = ord(char) - 48
+        if not 0 <= code < 64:
+            raise ValueError(f"RLE counts: character {char!r} at {position} is not RLE text")
+        value |= (code & 0x1F) << shift
+        shift += 5
+        if code & 0x20:  # more 5-bit groups follow
+            continue
+        if code & 0x10:  # the last group's high bit: negative (a difference, sign-extended)
+            value -= 1 << shift
+        if len(runs) > 2:  # from the fourth run on, each is stored as a difference
+            value += runs[-2]
+        if value < 0:
+            raise ValueError(f"RLE counts: a negative run length ending at {position}")
+        runs.append(value)
+        value, shift = 0, 0
+    if shift:
+        raise ValueError(f"RLE counts: the string ends inside a number (at {position})")
+    return runs
+
+
+def checked_rle_mask(rle: dict[str, Any], height: int, width: int) -> np.ndarray:
+    """A client's RLE (compressed string or uncompressed list ``counts``) of a ``height`` x
+    ``width`` mask -> ``(H, W)`` bool; ``ValueError`` saying what is wrong with it."""
+    size = [int(v) for v in rle["size"]]
+    if size != [height, width]:
+        raise ValueError(f"the mask is {size[0]}x{size[1]}, the image {height}x{width}")
+    counts = rle["counts"]
+    runs = compressed_counts(counts) if isinstance(counts, str) else [int(v) for v in counts]
+    if any(v < 0 for v in runs):
+        raise ValueError("RLE counts: run lengths must not be negative")
+    if sum(runs) != height * width:
+        raise ValueError(f"RLE counts sum to {sum(runs)}, expected {height}*{width}")
+    return rle_to_mask({"size": size, "counts": runs})

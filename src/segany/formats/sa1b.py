@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,17 @@ class Sa1bAnnotation:
         return cls(ann_id, encode_coco_rle(mask), mask_bbox_xywh(mask), int(mask.sum()), **fields)
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, without :func:`dataclasses.asdict`'s deep copy (ten
+    times slower on the nested RLE and point lists, and needless for json.dumps)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
 def write_sa1b(
     path: str | os.PathLike[str], image: Sa1bImage, annotations: list[Sa1bAnnotation]
 ) -> None:
     """Write one SA-1B json file atomically."""
-    payload = {"image": asdict(image), "annotations": [asdict(a) for a in annotations]}
+    payload = {"image": asdict(image), "annotations": [_fields(a) for a in annotations]}
     atomic_write_text(path, json.dumps(payload))
 
 

@@ -5,10 +5,19 @@ it to the page together with the decoder's ONNX graph; the page runs the prompt 
 mask decoder itself (onnxruntime-web), so a click costs the server nothing.
 """
 
+from .annotation import AnnotationService
 from .app import create_app
 from .cache import EmbeddingCache, content_key
 from .errors import ApiError
 from .limits import Limits
 from .service import SegmentService
 
-__all__ = ["ApiError", "EmbeddingCache", "Limits", "SegmentService", "content_key", "create_app"]
+__all__ = [
+    "AnnotationService",
+    "ApiError",
+    "EmbeddingCache",
+    "Limits",
+    "SegmentService",
+    "content_key",
+    "create_app",
+]
