@@ -110,7 +110,7 @@ def test_an_image_finished_after_the_queue_was_read_is_not_handed_out(project, t
         queue = [first, *stale(session)]
     assert desk.checkout("alice").image_id == first
     desk.finish("alice", first)
-    desk._free_images = lambda session: queue
+    desk._free_images = lambda session, among=None: queue
     assert desk.checkout("bob").image_id == second
     with project.session() as session:
         assert session.get(LeaseRow, first) is None
