@@ -94,14 +94,17 @@ class AnnotationDesk:
             query = query.where(ImageRow.id.in_(among))
         return list(session.scalars(query))
 
-    def _take(self, session: Session, image_id: int, annotator: str) -> bool:
+    def _take(
+        self, session: Session, image_id: int, annotator: str, commit: bool = True
+    ) -> bool:
         """Acquire or renew the lease atomically: an insert, or an update that only matches an
         expired lease or one this annotator holds (one statement, so two annotators racing
-        for an image cannot both win). An image finished meanwhile is not taken."""
+        for an image cannot both win). An image finished meanwhile is not taken. A write passes
+        ``commit=False`` so that the renewal commits with the write itself (one durable commit)."""
         expires = utcnow() + self.lease
         try:
             session.add(LeaseRow(image_id=image_id, annotator=annotator, expires_at=expires))
-            session.commit()
+            session.commit() if commit else session.flush()
         except IntegrityError:
             session.rollback()
             result = session.execute(
@@ -112,7 +115,7 @@ class AnnotationDesk:
                 )
                 .values(annotator=annotator, expires_at=expires)
             )
-            session.commit()
+            session.commit() if commit else session.flush()
             if result.rowcount != 1:
                 return False
         # Finishing deletes the lease, so an insert can follow another annotator's "image done"
@@ -148,7 +151,7 @@ class AnnotationDesk:
     def _check_lease(self, session: Session, image_id: int, annotator: str) -> None:
         """Writes need the lease; an expired lease nobody took yet is renewed, not refused,
         so that work saved after a long pause is never lost."""
-        if self._take(session, image_id, annotator):
+        if self._take(session, image_id, annotator, commit=False):
             return
         if self._finished(session, image_id):
             raise NotAllowedError(f"image {image_id} is finished already")
@@ -159,6 +162,7 @@ class AnnotationDesk:
         out and nobody else took it); the new end."""
         with self.project.session() as session:
             self._check_lease(session, image_id, annotator)
+            session.commit()
             lease = session.get(LeaseRow, image_id)
             assert lease is not None
             return _aware(lease.expires_at)
