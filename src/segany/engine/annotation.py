@@ -94,9 +94,7 @@ class AnnotationDesk:
             query = query.where(ImageRow.id.in_(among))
         return list(session.scalars(query))
 
-    def _take(
-        self, session: Session, image_id: int, annotator: str, commit: bool = True
-    ) -> bool:
+    def _take(self, session: Session, image_id: int, annotator: str, commit: bool = True) -> bool:
         """Acquire or renew the lease atomically: an insert, or an update that only matches an
         expired lease or one this annotator holds (one statement, so two annotators racing
         for an image cannot both win). An image finished meanwhile is not taken. A write passes
