@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..modeling.sam import Sam
 from .crops import build_all_layer_point_grids
 from .table import SEGMENTATIONS
 
@@ -25,7 +26,38 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # the bundled demonstration model predicts its IoU less confidently than SAM
     "tiny": {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.8},
+    # Gear 2's pre-fill (segany.engine.prefill): only masks confident enough to show an
+    # annotator as done, so stricter filters than SA-1B's (0.88, 0.95); no crops, as the small
+    # objects crops find are the least confident and the ones annotators add anyway.
+    "prefill": {
+        "pred_iou_thresh": 0.95,
+        "stability_score_thresh": 0.97,
+        "min_mask_region_area": 100,
+        "max_mask_area_fraction": 0.95,
+    },
 }
+# The same presets for the tiny architecture, whose IoU predictions run lower (see
+# preset_for_model). Its pre-fill filters were chosen on generated scenes: of the masks with
+# predicted IoU > 0.7 and stability >= 0.9 every one matched a true object at IoU >= 0.8,
+# against about half at the "tiny" filters.
+PRESETS["sa1b-tiny"] = {**PRESETS["sa1b"], **PRESETS["tiny"]}
+PRESETS["prefill-tiny"] = {
+    **PRESETS["prefill"],
+    "pred_iou_thresh": 0.7,
+    "stability_score_thresh": 0.9,
+}
+TINY_ARCHITECTURE = "tiny"
+
+
+def preset_for_model(preset: str | None, model: Sam) -> str | None:
+    """``preset`` for ``model``: the tiny architecture (the bundled model, or one retrained
+    from it) predicts lower IoUs, so SAM's thresholds would filter out nearly every mask; it
+    gets the preset's ``-tiny`` variant (``tiny`` for the official defaults) where there is
+    one."""
+    if model.config is None or model.config.name != TINY_ARCHITECTURE:
+        return preset
+    variant = TINY_ARCHITECTURE if preset is None else f"{preset}-{TINY_ARCHITECTURE}"
+    return variant if variant in PRESETS else preset
 
 
 def apply_preset(given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

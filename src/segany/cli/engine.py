@@ -58,7 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     init.set_defaults(func=_runner("engine_store", "run_init"))
 
-    prefill = commands.add_parser("prefill", help="gear 2: pre-fill the confident masks")
+    prefill = commands.add_parser(
+        "prefill",
+        help="gear 2: pre-fill the confident masks",
+        description="Gear 2: the automatic generator with strict filters (the prefill preset; "
+        "prefill-tiny for the tiny architecture) stores each unfinished image's confident masks "
+        "as proposals for annotators. Resumable: images with proposals are skipped.",
+    )
     prefill.add_argument("project", help="project folder")
     _model_options(prefill)
     prefill.set_defaults(func=_runner("engine_gears", "run_prefill"))
@@ -66,7 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     auto = commands.add_parser("auto", help="gear 3: segment every image not yet done")
     auto.add_argument("project", help="project folder")
     _model_options(auto)
-    auto.add_argument("--preset", default="sa1b", help="generator settings (default: sa1b)")
+    auto.add_argument(
+        "--preset",
+        default="sa1b",
+        help="generator settings (default: sa1b). The tiny architecture (the bundled model, "
+        "or one retrained from it) predicts lower IoUs than SAM, so it runs the preset's -tiny "
+        "variant where there is one: sa1b's grid and crops with the tiny preset's filters",
+    )
     auto.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     auto.set_defaults(func=_runner("engine_gears", "run_auto"))
 

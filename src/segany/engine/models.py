@@ -54,6 +54,7 @@ def load_gear_model(
     *,
     device: str = "cpu",
     precision: str = "fp32",
+    compile: bool = False,
 ) -> tuple[Sam, ModelVersionRow]:
     """The loaded model and its version row. The model is loaded before the version is
     registered, so a model that fails to load leaves no row behind."""
@@ -62,5 +63,5 @@ def load_gear_model(
         with project.session() as session:
             newest = newest_model(session)
         weights = newest.weights if newest is not None else DEFAULT_MODEL
-    sam = load(weights, device=device, precision=precision)
+    sam = load(weights, device=device, precision=precision, compile=compile)
     return sam, gear_model_version(project, weights)
