@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from segany.automatic import SamAutomaticMaskGenerator
+from segany.automatic import PRESETS, SamAutomaticMaskGenerator
 from segany.automatic.settings import preset_for_model
 from segany.checkpoints import load
 from segany.cli import main
 from segany.data.scenes import SceneConfig, generate_scene
-from segany.engine import NewMask, Project
+from segany.engine import AnnotationDesk, NewMask, Project
 from segany.engine.schema import ImageRow, ImageRunRow, MaskRow, ModelVersionRow
 from segany.engine.store import row_mask, write_image_result
 from segany.formats.images import read_image
@@ -211,14 +212,17 @@ def test_auto_killed_halfway_finishes_on_rerun(tmp_path, images, expected):
 def test_prefill_proposes_on_unfinished_images_once(tmp_path, images, tiny, capsys):
     project = new_project(tmp_path, images)
     finish_by_gear_1(project, "scene0.png")
+    with Project.open(project) as p:  # an annotator holds the next image: left to them
+        task = AnnotationDesk(p).checkout("ann")
+        assert task is not None and task.image_id == image_ids(project)["scene1.png"]
     assert main(["engine", "prefill", str(project)]) == 0
-    capsys.readouterr()
+    assert "2 images pre-filled" in capsys.readouterr().out
     proposals = stored(project, gear=2)
-    assert proposals["scene0.png"] == []
+    assert proposals["scene0.png"] == [] and proposals["scene1.png"] == []
     confident = direct(images, tiny, "prefill")
     tiny_id = version_id(project, "tiny")
     assert sum(len(proposals[n]) for n in proposals) > 0, "no proposal proves nothing"
-    for name in ("scene1.png", "scene2.png", "scene3.png"):
+    for name in ("scene2.png", "scene3.png"):
         assert_matches(proposals[name], confident[name], tiny_id)
         assert all(r.status == "proposal" for r in proposals[name])
     # Strict: everything proposed passes filters tighter than gear 3's for this model.
@@ -260,3 +264,18 @@ def test_bad_options(tmp_path, images, capsys):
     assert main(["engine", "auto", str(project), "--workers", "0"]) == 2
     assert main(["engine", "auto", str(project), "--preset", "nonsense"]) == 2
     assert capsys.readouterr().err.count("error:") == 2
+
+
+def test_presets_for_the_tiny_architecture(tiny):
+    vit_b = SimpleNamespace(config=SimpleNamespace(name="vit_b"))
+    assert preset_for_model("sa1b", vit_b) == "sa1b"
+    assert preset_for_model("prefill", vit_b) == "prefill"
+    assert preset_for_model("sa1b", tiny) == "sa1b-tiny"
+    assert preset_for_model("prefill", tiny) == "prefill-tiny"
+    assert preset_for_model(None, tiny) == preset_for_model("tiny", tiny) == "tiny"
+    generator = SamAutomaticMaskGenerator(tiny, preset="sa1b-tiny")
+    for name, value in {**PRESETS["sa1b"], **PRESETS["tiny"]}.items():
+        assert getattr(generator, name) == value
+    for name in ("pred_iou_thresh", "stability_score_thresh"):  # strict: above gear 3's
+        assert PRESETS["prefill"][name] > getattr(SamAutomaticMaskGenerator(tiny), name)
+        assert PRESETS["prefill-tiny"][name] > PRESETS["tiny"][name]
