@@ -21,15 +21,19 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from common import machine
+from segany.checkpoints import load
 from segany.cli import main
+from segany.data.datasets import MaskSample
 from segany.data.shards import write_generated_shards
 from segany.engine import Project
 from segany.engine.ground_truth import match_ground_truth, open_ground_truth
-from segany.engine.schema import MaskRow, ModelVersionRow, TrainingRoundRow
+from segany.engine.retrain import heldout_miou
+from segany.engine.schema import ImageRow, MaskRow, ModelVersionRow
+from segany.engine.stats import project_stats
 from segany.engine.store import row_rle
+from segany.formats.images import read_image
 from segany.formats.rle import encode_coco_rle
 
 
@@ -62,30 +66,38 @@ def gear3_match(project: Project, scenes: Path, threshold: float = 0.9) -> tuple
     return matched, total
 
 
-def heldout_miou(session: Session) -> dict[str, float | None]:
-    """Each version's held-out mIoU; a base version's from the round that started from it."""
-    versions = session.scalars(select(ModelVersionRow)).all()
-    scores = {v.id: v.heldout_miou for v in versions}
-    for round_ in session.scalars(select(TrainingRoundRow)).all():
-        if round_.base_id is not None and scores.get(round_.base_id) is None:
-            scores[round_.base_id] = round_.base_heldout_miou
-    return {v.name: scores[v.id] for v in versions}
+def heldout_scores(project: Project, scenes: Path) -> dict[str, dict[int, float] | None]:
+    """Every model version scored on the same images: the project's held-out images with their
+    full ground truth (the point protocol, mIoU at 1 and 5 clicks), so rounds compare."""
+    with project.session() as session:
+        truths = match_ground_truth(session, open_ground_truth(scenes)).by_image
+        rows = session.scalars(select(ImageRow).where(ImageRow.split == "heldout")).all()
+        versions = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.id)).all()
+    samples = [
+        MaskSample(read_image(row.path), truths[row.id].load_masks(), str(row.id))
+        for row in rows
+        if row.id in truths
+    ]
+    return {v.name: heldout_miou(load(v.weights), samples) for v in versions}
 
 
-def version_table(stats: dict, heldout: dict[str, float | None]) -> list[str]:
-    """Gear 1's rows per model version: images, masks, clicks and seconds per mask."""
+def version_table(stats: dict, heldout: dict[str, dict[int, float] | None]) -> list[str]:
+    """Per model version: held-out mIoU, and gear 1's images, masks, clicks and seconds."""
     lines = [
-        "| gear 1 with model | held-out mIoU (1 click) | images | masks | masks/image "
+        "| model version | held-out mIoU, 1 / 5 clicks | gear-1 images | masks | masks/image "
         "| clicks/mask | modelled s/mask |",
         "|---|---|---|---|---|---|---|",
     ]
-    gear_1 = next(g for g in stats["gears"] if g["gear"] == 1)
-    for row in gear_1["versions"]:
-        miou = heldout.get(row["model"])
+    gear_1 = {row["model"]: row for g in stats["gears"] if g["gear"] == 1 for row in g["versions"]}
+    for name, scores in heldout.items():
+        miou = "—" if scores is None else f"{scores[1]:.3f} / {scores[5]:.3f}"
+        row = gear_1.get(name)
+        if row is None:
+            lines.append(f"| {name} | {miou} | — | — | — | — | — |")
+            continue
         lines.append(
-            f"| {row['model']} | {'—' if miou is None else f'{miou:.3f}'} | {row['images']} "
-            f"| {row['masks']} | {row['masks_per_image']:.1f} | {row['clicks_per_mask']:.2f} "
-            f"| {row['seconds_per_mask']:.1f} |"
+            f"| {name} | {miou} | {row['images']} | {row['masks']} | {row['masks_per_image']:.1f} "
+            f"| {row['clicks_per_mask']:.2f} | {row['seconds_per_mask']:.1f} |"
         )
     return lines
 
@@ -110,8 +122,8 @@ def gear_table(stats: dict, match: tuple[int, int]) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace) -> None:
-    folder = Path(args.folder)
+def run_loop(args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    """The gears and retrains, command by command, in a fresh ``folder``; their seconds."""
     shutil.rmtree(folder, ignore_errors=True)
     scenes, project_dir = folder / "scenes", folder / "project"
     write_generated_shards(scenes, seed_start=10_000, count=args.scenes, progress=False)
@@ -132,20 +144,25 @@ def run(args: argparse.Namespace) -> None:
         "--images", args.gear2_images,
     )  # fmt: skip
     times["gear 3"] = segany("engine", "auto", project_dir)
-    with Project.open(project_dir) as project:
-        from segany.engine.stats import project_stats
+    return times
 
+
+def run(args: argparse.Namespace) -> None:
+    folder = Path(args.folder)
+    times = {} if args.report_only else run_loop(args, folder)
+    scenes, project_dir = folder / "scenes", folder / "project"
+    with Project.open(project_dir) as project:
         with project.session() as session:
             stats = project_stats(session).to_dict()
-            heldout = heldout_miou(session)
         match = gear3_match(project, scenes)
+        heldout = heldout_scores(project, scenes)
     report(args, stats, heldout, match, times)
 
 
 def report(
     args: argparse.Namespace,
     stats: dict,
-    heldout: dict[str, float | None],
+    heldout: dict[str, dict[int, float] | None],
     match: tuple[int, int],
     times: dict[str, float],
 ) -> None:
@@ -160,7 +177,7 @@ def report(
         *gear_table(stats, match),
         "",
         f"automatic share of all masks: {stats['automatic_share']:.1%}",
-        "wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()),
+        "wall time: " + (", ".join(f"{k} {v:.0f} s" for k, v in times.items()) or "not run"),
     ]
     print("\n".join(lines))
     if args.json:
@@ -176,4 +193,7 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--folder", default="out/bench-loop")
     parser.add_argument("--json", help="also write the stats and timings here")
+    parser.add_argument(
+        "--report-only", action="store_true", help="only the report, of the project in --folder"
+    )
     run(parser.parse_args())
