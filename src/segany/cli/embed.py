@@ -16,6 +16,7 @@ from .scale import add_ray_options, quiet_ray, scale_options
 
 if TYPE_CHECKING:
     from ..distributed import ScaleOptions
+    from ..inference.predictor import Predictor
 
 SUFFIX = ".emb"
 EXAMPLES = """examples:
@@ -64,12 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _embed_here(args: argparse.Namespace, todo: list[Path]) -> Iterator[tuple[Path, object]]:
-    """Each image's embedding file in this process, the model loaded once."""
+    """Each image's embedding file in this process; the model is loaded now (if anything is
+    to do), so that one that cannot load fails before anything is written."""
+    return _each_here(load_predictor(args), todo) if todo else iter(())
+
+
+def _each_here(predictor: Predictor, todo: list[Path]) -> Iterator[tuple[Path, object]]:
     from ..formats.images import read_image
 
-    if not todo:
-        return
-    predictor = load_predictor(args)
     for path in todo:
         try:
             yield path, predictor.embed(read_image(path)).to_bytes()

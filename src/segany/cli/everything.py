@@ -19,6 +19,7 @@ from .common import add_model_options, bundled_preset, model_spec
 from .scale import add_ray_options, quiet_ray, scale_options
 
 if TYPE_CHECKING:
+    from ..automatic import SamAutomaticMaskGenerator
     from ..distributed import ScaleOptions
     from ..distributed.workers import Segmented
     from ..formats.sa1b import Sa1bAnnotation
@@ -161,15 +162,22 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _segment_here(
     args: argparse.Namespace, todo: list[Path]
 ) -> Iterator[tuple[Path, Segmented | Exception]]:
-    """Each image's masks in this process, the model loaded once (if anything is to do)."""
+    """Each image's masks in this process; the model is loaded now (if anything is to do), so
+    that one that cannot load fails before anything is written."""
     from ..automatic import SamAutomaticMaskGenerator
-    from ..distributed.workers import Segmented
-    from ..formats.images import read_image
     from .common import load_model
 
     if not todo:
-        return
-    generator = SamAutomaticMaskGenerator(load_model(args), **_settings(args))
+        return iter(())
+    return _each_here(SamAutomaticMaskGenerator(load_model(args), **_settings(args)), todo)
+
+
+def _each_here(
+    generator: SamAutomaticMaskGenerator, todo: list[Path]
+) -> Iterator[tuple[Path, Segmented | Exception]]:
+    from ..distributed.workers import Segmented
+    from ..formats.images import read_image
+
     for path in todo:
         try:
             image = read_image(path)
@@ -213,11 +221,11 @@ def run(args: argparse.Namespace) -> int:
 
     todo = [p for p in images if not done_marker(p).exists()]
     number = {path: i + 1 for i, path in enumerate(images)}  # SA-1B image ids
-    if args.format == "coco":
-        parts.mkdir(exist_ok=True)
     failures = 0
     with quiet_ray(args) if options else nullcontext(sys.stderr) as terminal:
         results = _segment_on_ray(args, todo, options) if options else _segment_here(args, todo)
+        if args.format == "coco":
+            parts.mkdir(exist_ok=True)
         bar = tqdm(results, total=len(todo), desc="everything", unit="img", file=terminal,
                    disable=len(images) < 2)  # fmt: skip
         for path, result in bar:

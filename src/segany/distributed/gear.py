@@ -25,7 +25,7 @@ from ..engine.project import Project
 from ..engine.schema import ImageRow, ModelVersionRow
 from ..engine.store import NewMask, is_done, pending_images, write_image_result
 from .cluster import ScaleOptions, connected
-from .pipeline import PAGE_SIZE, Row, stream, threads_per_worker, write
+from .pipeline import Row, page_size_for, stream, threads_per_worker, write
 from .workers import Failed, MaskWorker, ModelSpec, unpack_segmented
 
 
@@ -120,7 +120,7 @@ def run_automatic_gear_on_ray(
     preset: str,
     options: ScaleOptions,
     *,
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
     progress: TextIO | None = None,
 ) -> RayAutoReport:
     """Gear 3 over the project's pending images on Ray; ``spec.model`` names the weights (see
@@ -131,6 +131,7 @@ def run_automatic_gear_on_ray(
     report = RayAutoReport()
     args = (spec, {"preset": preset}, threads_per_worker(options), True)
     with Project.open(project_path) as project, connected(options):
+        page_size = page_size or page_size_for(options)
         rows = queue_rows(project, report, page_size)
         if project.engine.dialect.name == "sqlite":
             writer = GearWriter(project, spec.model, report)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import ScaleOptions, connected
-from .pipeline import PAGE_SIZE, stream, threads_per_worker
+from .pipeline import stream, threads_per_worker
 from .workers import EmbedWorker, Failed, MaskWorker, ModelSpec, Segmented, unpack, unpack_segmented
 
 
@@ -23,7 +23,7 @@ def segment_images(
     spec: ModelSpec,
     settings: dict[str, Any],
     options: ScaleOptions,
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
 ) -> Iterator[tuple[Path, Segmented | Failed]]:
     """``(path, result)`` for each image, in the order workers finish them; ``settings`` are
     the generator's (``preset`` included)."""
@@ -34,7 +34,7 @@ def segment_images(
 
 
 def embed_images(
-    paths: Sequence[Path], spec: ModelSpec, options: ScaleOptions, page_size: int = PAGE_SIZE
+    paths: Sequence[Path], spec: ModelSpec, options: ScaleOptions, page_size: int | None = None
 ) -> Iterator[tuple[Path, bytes | Failed]]:
     """``(path, the embedding's file)`` for each image, ``--batch-size`` images per encoder
     call, in the order workers finish them."""

@@ -19,7 +19,14 @@ from typing import Any
 
 from .cluster import ScaleOptions, import_ray
 
-PAGE_SIZE = 10_000  # image rows per dataset: the driver's memory bound, a model load per page
+# Image rows per dataset: what the driver holds at a time. Each page starts a new actor pool
+# (each worker loads the model again), so a page gives every worker at least PAGE_PER_WORKER
+# images: the reload then costs a few percent even for ViT-H (see ARCHITECTURE.md).
+PAGE_SIZE = 10_000
+PAGE_PER_WORKER = 200
+# PostgreSQL write tasks at a time, at most: each holds a connection (the server's default
+# limit is 100), and 16 write far more than any pool produces (ARCHITECTURE.md, scale plan).
+MAX_WRITERS = 16
 Row = dict[str, Any]
 
 
@@ -32,6 +39,10 @@ def pages(rows: Iterable[Row], size: int = PAGE_SIZE) -> Iterator[list[Row]]:
     iterator = iter(rows)
     while page := list(islice(iterator, size)):
         yield page
+
+
+def page_size_for(options: ScaleOptions) -> int:
+    return max(PAGE_SIZE, PAGE_PER_WORKER * options.workers)
 
 
 def threads_per_worker(options: ScaleOptions) -> int:
@@ -91,10 +102,10 @@ def stream(
     worker: type,
     args: tuple,
     options: ScaleOptions,
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
 ) -> Iterator[Row]:
     """Each image's result row as a worker finishes it (in no particular order)."""
-    for page in pages(rows, page_size):
+    for page in pages(rows, page_size or page_size_for(options)):
         try:
             yield from _mapped(page, worker, args, options).iter_rows()
         except Exception as exc:
@@ -110,15 +121,16 @@ def write(
     args: tuple,
     sink: Any,
     options: ScaleOptions,
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
 ) -> None:
     """Each page's results written by ``sink`` (a Ray Data ``Datasink``) in the cluster: as
-    many write tasks at a time as workers; they reserve no CPU (they wait on the database) so
-    that they run beside a pool that holds every CPU."""
-    for page in pages(rows, page_size):
+    many write tasks at a time as workers, up to MAX_WRITERS; they reserve no CPU (they wait
+    on the database) so that they run beside a pool that holds every CPU."""
+    writers = min(options.workers, MAX_WRITERS)
+    for page in pages(rows, page_size or page_size_for(options)):
         try:
             _mapped(page, worker, args, options).write_datasink(
-                sink, ray_remote_args={"num_cpus": 0}, concurrency=options.workers
+                sink, ray_remote_args={"num_cpus": 0}, concurrency=writers
             )
         except Exception as exc:
             error = _translated(exc)
