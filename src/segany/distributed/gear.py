@@ -6,7 +6,7 @@ is stored once).
 Who writes depends on the database. SQLite is one file that allows one writer at a time and
 lives beside the driver: the driver writes each result as it streams in. PostgreSQL takes
 writers from anywhere: a Datasink writes from the cluster, as many at once as there are
-workers, so the database's rate, not one process, bounds the run.
+workers (up to 16), so the database's rate, not one process, bounds the run.
 """
 
 from __future__ import annotations
