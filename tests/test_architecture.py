@@ -33,6 +33,7 @@ RANKS = {
     "build_sam": 5,
     "automatic_mask_generator": 5,
     "testing": 5,
+    "distributed": 5,  # scale-out on Ray: over engine, automatic, inference
     "server": 6,
     "cli": 6,
 }

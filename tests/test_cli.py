@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -320,6 +321,31 @@ def test_everything_reports_bad_images_and_goes_on(workdir, folder):
     assert "Traceback" not in done.stderr
     assert (workdir / "mixed-out" / "good.json").is_file()
     assert not (workdir / "mixed-out" / "broken.json").exists()
+
+
+def test_embed_a_folder_one_file_per_image_resumable(workdir, folder):
+    from segany import Embedding
+
+    mixed = workdir / "embed-in"
+    mixed.mkdir(exist_ok=True)
+    for name in ("img0", "img1"):
+        shutil.copy(folder / f"{name}.png", mixed / f"{name}.png")
+    (mixed / "broken.jpg").write_text("not an image")
+    command = ["embed", "embed-in", "--output", "embs", "--model", "model.safetensors"]
+    done = segany(*command, cwd=workdir)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.jpg" in errors[0] and "Traceback" not in done.stderr
+    assert "2 images embedded, 0 already done, 1 failed" in done.stdout
+    assert sorted(p.name for p in (workdir / "embs").iterdir()) == ["img0.emb", "img1.emb"]
+    predictor = Predictor(load(workdir / "model.safetensors"))
+    image = np.asarray(Image.open(mixed / "img1.png").convert("RGB"))
+    saved = Embedding.load(workdir / "embs" / "img1.emb")
+    assert torch.equal(saved.features, predictor.embed(image).features)
+
+    (mixed / "broken.jpg").unlink()
+    again = segany(*command, cwd=workdir)
+    assert again.returncode == 0 and "0 images embedded, 2 already done" in again.stdout
 
 
 def test_everything_resumes_after_being_killed(workdir, folder):

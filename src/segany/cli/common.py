@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..fast.precision import PRECISIONS
 from ..inference.predictor import Predictor
 from ..modeling.sam import Sam
+
+if TYPE_CHECKING:
+    from ..distributed.workers import ModelSpec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +47,13 @@ def load_model(args: argparse.Namespace) -> Sam:
         precision=args.precision,
         compile=args.compile,
     )
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """What the model options name, for workers that load it themselves."""
+    from ..distributed.workers import ModelSpec
+
+    return ModelSpec(args.model, args.checkpoint, args.device, args.precision, args.compile)
 
 
 def load_predictor(args: argparse.Namespace) -> Predictor:

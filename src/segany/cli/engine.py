@@ -8,6 +8,7 @@ import importlib
 from typing import Any
 
 from .common import add_model_options
+from .scale import add_ray_options
 
 EXAMPLES = """the three gears on a folder of your own:
   segany engine init project --images photos/
@@ -16,6 +17,8 @@ EXAMPLES = """the three gears on a folder of your own:
   segany engine prefill project                   # gear 2: confident masks pre-filled
   segany annotate project                         #   people add the missing objects
   segany engine auto project --preset sa1b        # gear 3: the model alone
+  segany engine auto project --ray auto --workers 8 --gpus-per-worker 1 --device cuda
+                                                  #   gear 3 on a Ray cluster
   segany engine stats project
   segany engine export project --output shards/ --format sa1b
 """
@@ -79,7 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or one retrained from it) predicts lower IoUs than SAM, so it runs the preset's -tiny "
         "variant where there is one: sa1b's grid and crops with the tiny preset's filters",
     )
-    auto.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    auto.add_argument(
+        "--workers", type=int, default=1, help="worker processes, or Ray workers (default 1)"
+    )
+    add_ray_options(auto, workers=False)
     auto.set_defaults(func=_runner("engine_gears", "run_auto"))
 
     retrain = commands.add_parser("retrain", help="fine-tune on the accepted masks")

@@ -9,14 +9,19 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import USAGE_ERROR, CliError, check_writable, describe
-from .common import add_model_options, bundled_preset
+from .common import add_model_options, bundled_preset, model_spec
+from .scale import add_ray_options, quiet_ray, scale_options
 
 if TYPE_CHECKING:
     from ..automatic import SamAutomaticMaskGenerator
+    from ..distributed import ScaleOptions
+    from ..distributed.workers import Segmented
     from ..formats.sa1b import Sa1bAnnotation
 
 OUTPUTS = ("sa1b", "coco", "png")
@@ -43,6 +48,8 @@ EXAMPLES = """examples:
   segany everything photos/ --output masks/ --format coco       # masks/annotations.json
   segany everything photos/ --output masks/ --format png        # masks/<name>/{i}.png + metadata.csv
   segany everything photos/ --output sa1b/ --preset sa1b --model vit_h --checkpoint sam_vit_h_4b8939.pth
+  segany everything photos/ --output masks/ --ray --workers 2      # on a local Ray instance
+  segany everything photos/ --output masks/ --ray auto --workers 8 --gpus-per-worker 1 --device cuda
 An interrupted run loses nothing: run the same command again and finished images are skipped.
 """
 
@@ -69,10 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, kind in GENERATOR_OPTIONS.items():
         group.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     add_model_options(parser)
+    add_ray_options(parser)
     parser.set_defaults(func=run)
 
 
-def _inputs(path: Path) -> list[Path]:
+def image_inputs(path: Path) -> list[Path]:
+    """The image files of a folder (sorted), or the one file; names must differ in their stems
+    (outputs are named after them)."""
     from ..formats.images import list_images
 
     if path.is_dir():
@@ -143,23 +153,59 @@ def _write_coco(output: Path, parts: list[Path]) -> None:
     dataset.write(output / "annotations.json")
 
 
-def _generator(args: argparse.Namespace) -> SamAutomaticMaskGenerator:
-    """The generator the options ask for, over the model loaded once."""
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The generator's keyword arguments the options ask for (the preset among them)."""
+    settings = {k: getattr(args, k) for k in GENERATOR_OPTIONS if getattr(args, k) is not None}
+    return {"preset": args.preset or bundled_preset(args), **settings}
+
+
+def _segment_here(
+    args: argparse.Namespace, todo: list[Path]
+) -> Iterator[tuple[Path, Segmented | Exception]]:
+    """Each image's masks in this process; the model is loaded now (if anything is to do), so
+    that one that cannot load fails before anything is written."""
     from ..automatic import SamAutomaticMaskGenerator
     from .common import load_model
 
-    settings = {k: getattr(args, k) for k in GENERATOR_OPTIONS if getattr(args, k) is not None}
-    preset = args.preset or bundled_preset(args)
-    return SamAutomaticMaskGenerator(load_model(args), preset=preset, **settings)
+    if not todo:
+        return iter(())
+    return _each_here(SamAutomaticMaskGenerator(load_model(args), **_settings(args)), todo)
 
 
+def _each_here(
+    generator: SamAutomaticMaskGenerator, todo: list[Path]
+) -> Iterator[tuple[Path, Segmented | Exception]]:
+    from ..distributed.workers import Segmented
+    from ..formats.images import read_image
+
+    for path in todo:
+        try:
+            image = read_image(path)
+            annotations = generator.generate_annotations(image)
+        except (ValueError, OSError, RuntimeError, MemoryError) as exc:
+            yield path, exc
+            continue
+        yield path, Segmented(image.shape[0], image.shape[1], annotations, 0.0)
+
+
+def _segment_on_ray(
+    args: argparse.Namespace, todo: list[Path], options: ScaleOptions
+) -> Iterator[tuple[Path, Segmented | Exception]]:
+    from ..distributed.jobs import segment_images
+    from ..distributed.workers import Failed
+
+    for path, result in segment_images(todo, model_spec(args), _settings(args), options):
+        yield path, result.error if isinstance(result, Failed) else result  # type: ignore[misc]
+
+
+# long: one loop for both paths, the three output formats and the report
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..formats.images import read_image
     from ..formats.sa1b import Sa1bImage, write_sa1b
 
-    images = _inputs(Path(args.input))
+    options = scale_options(args)
+    images = image_inputs(Path(args.input))
     output = Path(args.output)
     check_writable(output, folder=True)
     parts = output / ".parts"
@@ -174,26 +220,27 @@ def run(args: argparse.Namespace) -> int:
         }[args.format]
 
     todo = [p for p in images if not done_marker(p).exists()]
-    generator = _generator(args) if todo else None
-    if args.format == "coco":
-        parts.mkdir(exist_ok=True)
+    number = {path: i + 1 for i, path in enumerate(images)}  # SA-1B image ids
     failures = 0
-    for path in tqdm(todo, desc="everything", unit="img", disable=len(images) < 2):
-        try:
-            image = read_image(path)
-            annotations = generator.generate_annotations(image)  # type: ignore[union-attr]
-        except (ValueError, OSError, RuntimeError, MemoryError) as exc:
-            failures += 1
-            tqdm.write(f"error: {path}: {describe(exc)}", file=sys.stderr)
-            continue
-        height, width = image.shape[:2]
-        if args.format == "sa1b":
-            info = Sa1bImage(images.index(path) + 1, width, height, path.name)
-            write_sa1b(done_marker(path), info, annotations)
-        elif args.format == "png":
-            _write_png_folder(done_marker(path), annotations)
-        else:
-            _write_coco_part(done_marker(path), path, (height, width), annotations)
+    with quiet_ray(args) if options else nullcontext(sys.stderr) as terminal:
+        results = _segment_on_ray(args, todo, options) if options else _segment_here(args, todo)
+        if args.format == "coco":
+            parts.mkdir(exist_ok=True)
+        bar = tqdm(results, total=len(todo), desc="everything", unit="img", file=terminal,
+                   disable=len(images) < 2)  # fmt: skip
+        for path, result in bar:
+            if isinstance(result, Exception):
+                failures += 1
+                tqdm.write(f"error: {path}: {describe(result)}", file=terminal)
+                continue
+            size = (result.height, result.width)
+            if args.format == "sa1b":
+                info = Sa1bImage(number[path], result.width, result.height, path.name)
+                write_sa1b(done_marker(path), info, result.annotations)
+            elif args.format == "png":
+                _write_png_folder(done_marker(path), result.annotations)
+            else:
+                _write_coco_part(done_marker(path), path, size, result.annotations)
     if args.format == "coco":
         _write_coco(output, [done_marker(p) for p in images])
     processed = len(todo) - failures

@@ -47,6 +47,17 @@ def gear_model_version(
         return known if known is not None else register_model(session, weights)
 
 
+def gear_weights(project: Project, model: str | None = None, checkpoint: str | None = None) -> str:
+    """The weights a gear runs (named, else the newest version's, else the bundled model),
+    without loading them: what workers elsewhere load."""
+    weights = weights_of(model, checkpoint)
+    if weights is None:
+        with project.session() as session:
+            newest = newest_model(session)
+        weights = newest.weights if newest is not None else DEFAULT_MODEL
+    return weights
+
+
 def load_gear_model(
     project: Project,
     model: str | None = None,
@@ -58,10 +69,6 @@ def load_gear_model(
 ) -> tuple[Sam, ModelVersionRow]:
     """The loaded model and its version row. The model is loaded before the version is
     registered, so a model that fails to load leaves no row behind."""
-    weights = weights_of(model, checkpoint)
-    if weights is None:
-        with project.session() as session:
-            newest = newest_model(session)
-        weights = newest.weights if newest is not None else DEFAULT_MODEL
+    weights = gear_weights(project, model, checkpoint)
     sam = load(weights, device=device, precision=precision, compile=compile)
     return sam, gear_model_version(project, weights)

@@ -157,12 +157,16 @@ def is_done(image_id: Any) -> Any:
     return exists().where(ImageRunRow.image_id == image_id)
 
 
-def pending_images(session: Session) -> Sequence[ImageRow]:
-    """Readable images no gear has finished, in the order they were added."""
+def pending_images(
+    session: Session, *, after: int = 0, limit: int | None = None
+) -> Sequence[ImageRow]:
+    """Readable images no gear has finished, in the order they were added; a page of them
+    with ``after`` (an image id) and ``limit``."""
     query = (
         select(ImageRow)
-        .where(ImageRow.error.is_(None), ~is_done(ImageRow.id))
+        .where(ImageRow.error.is_(None), ~is_done(ImageRow.id), ImageRow.id > after)
         .order_by(ImageRow.id)
+        .limit(limit)
     )
     return session.scalars(query).all()
 

@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from ..config import LOW_RES_UPSCALE
 from ..fast.precision import encoder_id  # noqa: F401  (re-exported)
+from ..formats.files import atomic_write_bytes
 from ..modeling.sam import Sam
 from .prompts import check_image
 from .transforms import resize_image
@@ -73,7 +74,12 @@ class Embedding:
         return low_res_side(self.features.shape[-1])
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write as safetensors (features plus geometry in the metadata)."""
+        """Write as safetensors (features plus geometry in the metadata), atomically: a run
+        killed mid-write leaves no partial file that a resumed run would take for done."""
+        atomic_write_bytes(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The file :meth:`save` writes, as bytes (what a Ray worker sends its driver)."""
         metadata = {
             "original_size": f"{self.original_size[0]},{self.original_size[1]}",
             "input_size": f"{self.input_size[0]},{self.input_size[1]}",
@@ -81,8 +87,8 @@ class Embedding:
             "encoder_id": self.encoder_id,
             "format": "segany-embedding",
         }
-        save_file(
-            {"features": self.features.detach().float().contiguous().cpu()}, str(path), metadata
+        return safetensors_bytes(
+            {"features": self.features.detach().float().contiguous().cpu()}, metadata
         )
 
     @classmethod
