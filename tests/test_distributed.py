@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -262,6 +263,18 @@ def test_an_unreachable_cluster_fails_fast(tmp_path, images):
     assert result.returncode == 2
     assert "cannot reach the Ray cluster at ray://127.0.0.1:1" in one_error_line(result.stderr)
     assert time.monotonic() - start < 60
+    assert committed(project) == 0
+
+
+def test_a_ray_client_address_is_refused_with_advice(tmp_path, images, capsys):
+    # Ray Data cannot execute through Ray Client: an answering ray:// address gets one line
+    # saying what to run instead, and nothing is written.
+    project = new_project(tmp_path, images)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+        assert main(["engine", "auto", str(project), "--ray", address]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "cannot run through Ray Client" in line and "--ray auto" in line
     assert committed(project) == 0
 
 

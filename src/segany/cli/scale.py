@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 POOL_OPTIONS = {"batch_size": 1, "gpus_per_worker": 0.0, "cpus_per_worker": 1.0}
 RAY_HELP = """on Ray (pip install 'segany[ray]'): --ray alone starts a local Ray instance for the
 run; --ray auto joins the cluster this machine belongs to (after `ray start --head`, or
-`ray start --address HEAD:6379` on the others); --ray ray://HOST:10001 joins one from
-elsewhere. Every node must see the input paths (and a weights file) at the same place."""
+`ray start --address HEAD:6379` on the others), --ray HOST:6379 names it (Ray Client's
+ray:// cannot run Ray Data: submit with `ray job submit` instead). Every node must see the input paths (and a weights file) at the same place."""
 
 
 class RayJobError(RuntimeError):

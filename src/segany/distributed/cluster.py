@@ -1,5 +1,6 @@
 """Joining Ray for one run: a local instance started and stopped for it, or an existing
-cluster (``auto``, ``ray://host:port``, ``host:port``), with failures as one-line errors."""
+cluster (``auto``, ``host:port``; ``ray://`` Ray Client addresses are refused, see
+:func:`refuse_ray_client`), with failures as one-line errors."""
 
 from __future__ import annotations
 
@@ -118,11 +119,26 @@ def configure_ray_data(ray: ModuleType) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
+def refuse_ray_client(ray: ModuleType, address: str) -> None:
+    """Ray Data's streaming executor needs a driver inside the cluster (it registers callbacks
+    with the core worker, which a Ray Client connection does not have), so a ``ray://``
+    address is refused with what to do instead, once it is known to answer."""
+    probe(address)
+    host = address.removeprefix("ray://").rsplit(":", 1)[0]
+    raise ClusterError(
+        f"Ray Data jobs cannot run through Ray Client ({address}) with Ray {ray.__version__}: "
+        f"run the same command on a machine of the cluster with --ray auto (or --ray {host}:6379), "
+        "or submit it there with `ray job submit -- segany ...`"
+    )
+
+
 @contextmanager
 def connected(options: ScaleOptions) -> Iterator[ModuleType]:
     """Ray, initialised for the run and shut down after it; a process already connected (a
     notebook, a test) keeps its connection and it is left open."""
     ray = import_ray()
+    if options.address is not None and options.address.startswith("ray://"):
+        refuse_ray_client(ray, options.address)
     if ray.is_initialized():
         configure_ray_data(ray)
         yield ray
@@ -139,7 +155,7 @@ def connected(options: ScaleOptions) -> Iterator[ModuleType]:
         if options.address == "auto" and isinstance(exc, ConnectionError):
             raise ClusterError(
                 "no Ray cluster runs on this machine: start one with `ray start --head`, or "
-                "give its address (--ray ray://HOST:10001)"
+                "give its address (--ray HOST:6379)"
             ) from None
         hint = ""
         if not options.local and isinstance(exc, ConnectionError):
