@@ -34,6 +34,12 @@ def run(capsys, *argv: str) -> str:
     return out
 
 
+def simulate(capsys, project_dir: Path, scenes: Path, gear: int, *options: object) -> str:
+    """``segany engine simulate`` of one gear against the scenes' ground truth."""
+    return run(capsys, "engine", "simulate", project_dir, "--ground-truth", scenes, "--gear", gear,
+               *options)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> Path:
     """Scene images with their ground truth beside them (sa_<seed>.png + sa_<seed>.json)."""
@@ -56,18 +62,7 @@ def test_the_three_gears_end_to_end(tmp_path, scenes, database_url, capsys):
     run(capsys, "engine", "init", project_dir, "--images", scenes, *db)
 
     # Gear 1: a simulated annotator clicks the ground truth's objects on a few images.
-    run(
-        capsys,
-        "engine",
-        "simulate",
-        project_dir,
-        "--ground-truth",
-        scenes,
-        "--gear",
-        1,
-        "--images",
-        GEAR_1_IMAGES,
-    )
+    simulate(capsys, project_dir, scenes, 1, "--images", GEAR_1_IMAGES)
     # Retrain on them: a new version that the later gears use.
     run(capsys, "engine", "retrain", project_dir, "--output", tmp_path / "r1", "--steps", 2)
     with Project.open(project_dir) as project, project.session() as session:
@@ -83,18 +78,7 @@ def test_the_three_gears_end_to_end(tmp_path, scenes, database_url, capsys):
         proposals = session.scalars(select(MaskRow).where(MaskRow.status == "proposal")).all()
         assert proposals, "the prefill found no confident mask on any scene"
         assert {p.model_version_id for p in proposals} == {retrained.id}
-    run(
-        capsys,
-        "engine",
-        "simulate",
-        project_dir,
-        "--ground-truth",
-        scenes,
-        "--gear",
-        2,
-        "--images",
-        GEAR_2_IMAGES,
-    )
+    simulate(capsys, project_dir, scenes, 2, "--images", GEAR_2_IMAGES)
 
     # Gear 3 on the rest (the 32x32 grid without crops, to keep the test short); every image is
     # then done by exactly one gear.
@@ -141,6 +125,6 @@ def test_the_three_gears_end_to_end(tmp_path, scenes, database_url, capsys):
 
     # Rerunning the gears changes nothing: everything is done, nothing is duplicated.
     run(capsys, "engine", "auto", project_dir)
-    run(capsys, "engine", "simulate", project_dir, "--ground-truth", scenes, "--gear", 1)
+    simulate(capsys, project_dir, scenes, 1)
     with Project.open(project_dir) as project:
         assert accepted_in_db(project).keys() == expected.keys()

@@ -70,6 +70,13 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def simulate_sa1b(capsys, project: Project, dataset: Path, *options: str) -> tuple[int, str, str]:
+    """``segany engine simulate`` against the SA-1B ground truth."""
+    return cli(
+        capsys, "engine", "simulate", project.path, "--ground-truth", dataset / "sa1b", *options
+    )
+
+
 def image_truth(project: Project, dataset: Path) -> dict[int, np.ndarray]:
     """Project image id -> its ``(M, H, W)`` ground truth (by file name)."""
     with project.session() as session:
@@ -173,16 +180,7 @@ def test_simulated_gear1_accepts_masks_through_the_desk(project, dataset, capsys
     assert len(runs_of(project)) == len(SEEDS)
     again = masks_of(project, status="accepted")
     assert [m.id for m in again[: len(accepted)]] == [m.id for m in accepted]
-    code, out, _ = cli(
-        capsys,
-        "engine",
-        "simulate",
-        project.path,
-        "--ground-truth",
-        dataset / "sa1b",
-        "--gear",
-        "1",
-    )
+    code, out, _ = simulate_sa1b(capsys, project, dataset, "--gear", "1")
     assert code == 0 and "0 images finished" in out and len(masks_of(project)) == len(again)
 
 
@@ -331,16 +329,7 @@ def test_simulated_gear2_leaves_rejects_corrects_and_adds(project, dataset, caps
     assert "rejected: 2" in out and "corrected: 2" in out and "left: 2" in out
 
     # gear 1 now takes only the images without proposals
-    code, out, _ = cli(
-        capsys,
-        "engine",
-        "simulate",
-        project.path,
-        "--ground-truth",
-        dataset / "sa1b",
-        "--gear",
-        "1",
-    )
+    code, out, _ = simulate_sa1b(capsys, project, dataset, "--gear", "1")
     assert code == 0
     assert sorted((r.image_id, r.gear) for r in runs_of(project)) == sorted(
         [(i, 2) for i in prefilled] + [(i, 1) for i in truth if i not in prefilled]
@@ -354,16 +343,7 @@ def test_retrain_registers_a_version_that_later_gears_use(project, dataset, tmp_
         session.execute(update(ImageRow).values(split="train"))
         session.execute(update(ImageRow).where(ImageRow.id == heldout).values(split="heldout"))
         session.commit()
-    code, _, _ = cli(
-        capsys,
-        "engine",
-        "simulate",
-        project.path,
-        "--ground-truth",
-        dataset / "sa1b",
-        "--gear",
-        "1",
-    )
+    code, _, _ = simulate_sa1b(capsys, project, dataset, "--gear", "1")
     assert code == 0
     base = gear_model_version(project)
     output = tmp_path / "r1"
