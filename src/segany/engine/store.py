@@ -15,6 +15,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..formats.boxes import mask_bbox_xywh
 from ..formats.images import COMMON_FORMATS, decode_image, list_images
 from ..formats.rle import decode_coco_rle, encode_coco_rle
 from .schema import ImageRow, ImageRunRow, MaskRow, ModelVersionRow
@@ -43,14 +44,8 @@ class NewMask:
     @classmethod
     def from_mask(cls, mask: np.ndarray, **scores: Any) -> NewMask:
         """From an ``(H, W)`` bool mask."""
-        rle = encode_coco_rle(mask)
-        ys, xs = np.nonzero(mask)
-        if len(xs) == 0:
-            bbox = (0.0, 0.0, 0.0, 0.0)
-        else:
-            x0, y0 = float(xs.min()), float(ys.min())
-            bbox = (x0, y0, float(xs.max()) - x0, float(ys.max()) - y0)
-        return cls(rle=rle, bbox=bbox, area=int(len(xs)), **scores)
+        bbox = tuple(float(v) for v in mask_bbox_xywh(mask))
+        return cls(encode_coco_rle(mask), bbox, int(np.count_nonzero(mask)), **scores)  # type: ignore[arg-type]
 
     @classmethod
     def from_record(cls, record: Any) -> NewMask:
