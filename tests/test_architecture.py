@@ -26,6 +26,8 @@ RANKS = {
     "train": 4,
     "evaluate": 4,
     "engine": 4,  # the data engine: project store, gears, retrain loop, statistics
+    "text": 4,  # text prompts: zero-shot detector boxes, and the bundled text-prompt head
+    "video": 4,  # video: frames in and out, the tracker, propagation
     # the official module paths (drop-in shims) and the seeded weights of tests and benchmarks
     "compat": 5,
     "utils": 5,

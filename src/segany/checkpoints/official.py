@@ -14,10 +14,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
-from .fast.model import build_model
-from .fast.precision import check_precision, optimize
-from .modeling.sam import Sam
+from ..config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
+from ..fast.model import build_model
+from ..fast.precision import check_precision, optimize
+from ..modeling.sam import Sam
 
 CONFIG_METADATA_KEY = "segany_config"
 BUNDLED_WEIGHTS = {"tiny": "tiny.safetensors"}
