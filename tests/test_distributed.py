@@ -27,8 +27,9 @@ pytest.importorskip("ray.data")
 
 from segany.cli import main  # noqa: E402
 from segany.data.scenes import SceneConfig, generate_scene  # noqa: E402
-from segany.distributed import ScaleOptions  # noqa: E402
+from segany.distributed import ClusterError, ScaleOptions  # noqa: E402
 from segany.distributed.gear import run_automatic_gear_on_ray  # noqa: E402
+from segany.distributed.jobs import embed_images  # noqa: E402
 from segany.distributed.workers import ModelSpec  # noqa: E402
 from segany.engine import Project  # noqa: E402
 from segany.engine.schema import ImageRow, ImageRunRow, MaskRow, ModelVersionRow  # noqa: E402
@@ -50,6 +51,31 @@ def cluster():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_client(cluster):
+    """A Ray Client server (``ray://``) in front of the module's instance."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ray.util.client.server", "--address", cluster,
+         "--host", "127.0.0.1", "--port", str(port), "--mode", "legacy"],
+        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no client server"
+                time.sleep(0.2)
+        yield f"ray://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -266,16 +292,36 @@ def test_an_unreachable_cluster_fails_fast(tmp_path, images):
     assert committed(project) == 0
 
 
-def test_a_ray_client_address_is_refused_with_advice(tmp_path, images, capsys):
-    # Ray Data cannot execute through Ray Client: an answering ray:// address gets one line
-    # saying what to run instead, and nothing is written.
-    project = new_project(tmp_path, images)
+def test_a_ray_client_address_runs_the_driver_in_the_cluster(
+    tmp_path, images, reference, ray_client
+):
+    # `--ray ray://…` from outside: the same command runs inside the cluster (relative paths
+    # from the client's folder) and stores what one process does; its output comes back.
+    new_project(tmp_path, images)
+    result = subprocess.run(
+        [sys.executable, "-m", "segany", "engine", "auto", "project", "--preset", PRESET,
+         "--ray", ray_client],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{len(SEEDS)} images segmented" in result.stdout
+    assert contents(tmp_path / "project") == reference
+    bad = subprocess.run(
+        [sys.executable, "-m", "segany", "everything", "missing", "--output", "out",
+         "--ray", ray_client],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2  # the driver's own error line, relayed
+    assert "missing" in one_error_line(bad.stderr)
+
+
+def test_a_ray_data_job_from_python_refuses_ray_client(tmp_path, images):
+    # Ray Data cannot be driven through Ray Client: from Python a ray:// job is refused with
+    # advice, once the address answers.
     with socket.create_server(("127.0.0.1", 0)) as server:
-        address = f"ray://127.0.0.1:{server.getsockname()[1]}"
-        assert main(["engine", "auto", str(project), "--ray", address]) == 2
-    line = one_error_line(capsys.readouterr().err)
-    assert "cannot run through Ray Client" in line and "--ray auto" in line
-    assert committed(project) == 0
+        options = ScaleOptions(address=f"ray://127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(ClusterError, match="driven through Ray Client"):
+            next(embed_images([images / "scene0.png"], ModelSpec(), options))
 
 
 def test_without_ray_installed(tmp_path, images):

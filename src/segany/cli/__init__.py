@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     keep_freed_memory()  # a process of its own: reuse freed tensors' pages (segany.fast.allocator)
     try:
+        if str(getattr(args, "ray", None) or "").startswith("ray://"):
+            from .scale import run_through_ray_client
+
+            return run_through_ray_client(args, sys.argv[1:] if argv is None else argv)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..fast.precision import PRECISIONS
@@ -53,7 +54,18 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     """What the model options name, for workers that load it themselves."""
     from ..distributed.workers import ModelSpec
 
-    return ModelSpec(args.model, args.checkpoint, args.device, args.precision, args.compile)
+    model, checkpoint = _absolute(args.model), _absolute(args.checkpoint)
+    return ModelSpec(model, checkpoint, args.device, args.precision, args.compile)
+
+
+def _absolute(name: str | None) -> str | None:
+    """A weights path made absolute (workers run in folders of their own); names as they are."""
+    from ..checkpoints import BUNDLED_WEIGHTS
+    from ..config import CONFIGS
+
+    if not name or name in BUNDLED_WEIGHTS or name in CONFIGS or not Path(name).exists():
+        return name
+    return str(Path(name).absolute())
 
 
 def load_predictor(args: argparse.Namespace) -> Predictor:

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 POOL_OPTIONS = {"batch_size": 1, "gpus_per_worker": 0.0, "cpus_per_worker": 1.0}
 RAY_HELP = """on Ray (pip install 'segany[ray]'): --ray alone starts a local Ray instance for the
 run; --ray auto joins the cluster this machine belongs to (after `ray start --head`, or
-`ray start --address HEAD:6379` on the others), --ray HOST:6379 names it (Ray Client's
-ray:// cannot run Ray Data: submit with `ray job submit` instead). Every node must see the input paths (and a weights file) at the same place."""
+`ray start --address HEAD:6379` on the others), --ray HOST:6379 names it, and from outside the
+cluster --ray ray://HEAD:10001 (Ray Client) runs the command's driver on the cluster. Every node
+must see the input and output paths (and a weights file) at the same place."""
 
 
 class RayJobError(RuntimeError):
@@ -76,6 +77,15 @@ def scale_options(args: argparse.Namespace) -> ScaleOptions | None:
         raise CliError("--device cuda on Ray needs --gpus-per-worker (Ray hides GPUs otherwise)")
     workers = args.workers if args.workers is not None else 1
     return ScaleOptions(address=args.ray, workers=workers, **pool)
+
+
+def run_through_ray_client(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--ray ray://…``: Ray Data cannot drive a job through Ray Client, so the same command,
+    with ``--ray auto``, runs inside the cluster and its output comes back here."""
+    scale_options(args)  # the pool's options are checked before anything connects
+    from ..distributed.client import driver_argv, run_in_cluster
+
+    return run_in_cluster(args.ray, driver_argv(argv, args.ray))
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Joining Ray for one run: a local instance started and stopped for it, or an existing
-cluster (``auto``, ``host:port``; ``ray://`` Ray Client addresses are refused, see
-:func:`refuse_ray_client`), with failures as one-line errors."""
+cluster (``auto``, ``host:port``; a ``ray://`` Ray Client address runs the command's driver in
+the cluster instead, see :mod:`segany.distributed.client`), with failures as one-line errors."""
 
 from __future__ import annotations
 
@@ -121,14 +121,14 @@ def configure_ray_data(ray: ModuleType) -> None:
 
 def refuse_ray_client(ray: ModuleType, address: str) -> None:
     """Ray Data's streaming executor needs a driver inside the cluster (it registers callbacks
-    with the core worker, which a Ray Client connection does not have), so a ``ray://``
-    address is refused with what to do instead, once it is known to answer."""
+    with the core worker, which a Ray Client connection does not have): a job started from
+    Python with a ``ray://`` address is refused with what to do instead."""
     probe(address)
-    host = address.removeprefix("ray://").rsplit(":", 1)[0]
     raise ClusterError(
-        f"Ray Data jobs cannot run through Ray Client ({address}) with Ray {ray.__version__}: "
-        f"run the same command on a machine of the cluster with --ray auto (or --ray {host}:6379), "
-        "or submit it there with `ray job submit -- segany ...`"
+        f"Ray Data jobs cannot be driven through Ray Client ({address}) with Ray "
+        f"{ray.__version__}: the segany command runs its driver in the cluster for a ray:// "
+        "address (segany.distributed.client.run_in_cluster); from Python, connect with "
+        "ray.init('auto') on a machine of the cluster"
     )
 
 

@@ -14,8 +14,9 @@ from .workers import EmbedWorker, Failed, MaskWorker, ModelSpec, Segmented, unpa
 
 
 def _rows(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    # absolute: a worker runs in a folder of its node's choosing, not the driver's
     for i, path in enumerate(paths):
-        yield {"index": i, "path": str(path)}
+        yield {"index": i, "path": str(Path(path).absolute())}
 
 
 def segment_images(
