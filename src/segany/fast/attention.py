@@ -162,6 +162,10 @@ def rel_pos_attention(
     )
     if route.kind == "blockwise":
         return blockwise_rel_pos_attention(q, k, v, rel_h, rel_w, scale)
+    if route.kind == "triton":
+        from .triton_attention import triton_rel_pos_attention  # imports Triton: GPUs only
+
+        return triton_rel_pos_attention(q, k, v, rel_h, rel_w, scale)
     if chunk_elements is not None:
         route = routes.AttentionRoute(route.kind, chunk_elements, route.shared_buffer)
     return sdpa_in_row_blocks(q, k, v, rel_h, rel_w, scale, route)

@@ -16,8 +16,11 @@ Attention with relative positions (:mod:`segany.fast.attention`) has three route
   fused SDPA kernel wins on large (global) grids, in smaller blocks
   (:data:`AMX_BIAS_CHUNK_ELEMENTS`); windows stay blockwise there too.
 
-A CUDA route would be chosen in :func:`choose_attention_route` beside the CPU ones (see the
-marked slot); today every other device shares the generic choice.
+On a GPU the CPU's blocks would be thousands of small kernels. There, in bfloat16 and float16,
+``triton`` runs :mod:`segany.fast.triton_attention`'s fused kernel (the bias is added inside
+the flash-attention loop, never materialised); float32, the parity path, and a GPU without
+Triton take SDPA with the bias in large blocks (:data:`CUDA_BIAS_CHUNK_ELEMENTS`), which
+PyTorch runs by its memory-efficient kernel.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ BLOCKWISE_SCORE_ELEMENTS = 1 << 20
 # fastest; larger blocks fall out of cache.
 AMX_BIAS_CHUNK_ELEMENTS = 1 << 24
 
+# Bias materialised at once by SDPA on a GPU: 1G elements (2 GB in bfloat16), so that a ViT-H
+# global block goes in one or two calls even at a batch of 8.
+CUDA_BIAS_CHUNK_ELEMENTS = 1 << 30
+
 WHOLE = 1 << 62  # a bias limit no grid reaches: the whole bias in one call
 
 
@@ -54,11 +61,22 @@ def cpu_has_amx() -> bool:
     return bool(amx_tile is not None and amx_tile())
 
 
+@cache
+def triton_available() -> bool:
+    """Whether Triton imports (it ships with PyTorch's CUDA wheels) for the fused GPU kernel."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class AttentionRoute:
     """How one relative-position attention call runs: ``kind`` ``"sdpa"`` (with at most
-    ``bias_elements`` of bias at once, one shared buffer when ``shared_buffer``) or
-    ``"blockwise"`` (scores in blocks of :data:`BLOCKWISE_SCORE_ELEMENTS`)."""
+    ``bias_elements`` of bias at once, one shared buffer when ``shared_buffer``),
+    ``"blockwise"`` (scores in blocks of :data:`BLOCKWISE_SCORE_ELEMENTS`) or ``"triton"``
+    (one fused kernel)."""
 
     kind: str
     bias_elements: int = 0
@@ -81,7 +99,10 @@ def choose_attention_route(
         return AttentionRoute("sdpa", WHOLE)
     if grad or compiling:
         return AttentionRoute("sdpa", BIAS_CHUNK_ELEMENTS)
-    # a CUDA route goes here: `if device_type == "cuda": return AttentionRoute(...)`
+    if device_type == "cuda":
+        if dtype in (torch.bfloat16, torch.float16) and triton_available():
+            return AttentionRoute("triton")
+        return AttentionRoute("sdpa", CUDA_BIAS_CHUNK_ELEMENTS)
     if dtype == torch.bfloat16:
         if device_type == "cpu" and large_grid and cpu_has_amx():
             return AttentionRoute("sdpa", AMX_BIAS_CHUNK_ELEMENTS, shared_buffer=True)
