@@ -101,7 +101,8 @@ class LabelStudioBackend:
                 points=prompts.points or None,
                 labels=prompts.labels or None,
                 boxes=prompts.box,
-                multimask=prompts.count == 1,  # one click is ambiguous: take the best of 3
+                # one click is ambiguous (part or whole?): the best of 3, as SAM's demo does
+                multimask=len(prompts.points) == 1 and prompts.box is None,
             )
             best = int(prediction.best_index()[0])
             return prediction.masks[0, best], float(prediction.scores[0, best])
