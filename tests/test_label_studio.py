@@ -281,3 +281,18 @@ def test_webhook_records_submitted_masks_in_the_project(model, decoder_file, tmp
         response = client.post("/webhook", json=event("ANNOTATION_CREATED", wrong_size, 6))
         assert response.status_code == 422 and "the image" in response.json()["detail"]
     project.close()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--project", "nowhere"], "--project goes with --label-studio"),
+        (["--label-studio", "--project", "nowhere"], "no such project folder"),
+        (["--label-studio", "--label-studio-url", "ftp://host"], "expected http://host:port"),
+    ],
+)
+def test_serve_refuses_bad_label_studio_options(argv, words, capsys, tmp_path):
+    from segany.cli import main
+
+    assert main(["serve", "--cache-dir", str(tmp_path), *argv]) == 2
+    assert words in capsys.readouterr().err

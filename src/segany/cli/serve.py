@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create the cache folder {cache_dir}: {exc.strerror}") from None
+    project = open_label_studio_project(args)
     predictor = load_predictor(args)
     preset = bundled_preset(args)
     service = SegmentService(
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"segany serve: model {service.name}; exporting/checking the decoder graph…")
     service.ensure_decoder()
-    app = create_app(service, label_studio=label_studio_backend(args, service))
+    app = create_app(service, label_studio=label_studio_backend(args, service, project))
     if args.host not in LOCAL_HOSTS:
         print(f"warning: listening on {args.host}: other machines can reach this server")
     shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -115,29 +116,39 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def label_studio_backend(args: argparse.Namespace, service: Any) -> Any:
-    """The ML backend of ``--label-studio`` (None without it), over ``--project`` if given."""
+def open_label_studio_project(args: argparse.Namespace) -> Any:
+    """Check the Label Studio options before the model loads; the ``--project``, opened."""
     if not args.label_studio:
         if args.project:
-            raise CliError("--project goes with --label-studio (Label Studio's masks)")
+            raise CliError("--project goes with --label-studio (it records Label Studio's masks)")
         return None
-    from ..server.label_studio_backend import LabelStudioBackend
-    from ..server.label_studio_client import LabelStudioClient
-    from .annotate import open_project
-
     url = args.label_studio_url
     if url and not url.startswith(("http://", "https://")):
         raise CliError(f"--label-studio-url {url!r}: expected http://host:port")
+    if not args.project:
+        return None
+    from .annotate import open_project
+
+    return open_project(args.project)
+
+
+def label_studio_backend(args: argparse.Namespace, service: Any, project: Any) -> Any:
+    """The ML backend of ``--label-studio`` (None without it), recording in ``project``."""
+    if not args.label_studio:
+        return None
+    from ..server.label_studio_backend import LabelStudioBackend
+    from ..server.label_studio_client import LabelStudioClient
+
+    url = args.label_studio_url
     client = LabelStudioClient(
         url.rstrip("/") if url else None,
         args.label_studio_token or None,
         max_bytes=service.limits.max_upload_bytes,
     )
-    project, version_id = None, None
-    if args.project:
+    version_id = None
+    if project is not None:
         from ..engine.models import gear_model_version
 
-        project = open_project(args.project)
         version_id = gear_model_version(project, args.model, args.checkpoint).id
     print(
         "segany serve: Label Studio ML backend at this address"
