@@ -145,6 +145,15 @@ def test_health_setup_and_versions(model, decoder_file, tmp_path, files_url):
         assert predict(client, {"result": [keypoint(10, 10)]}).status_code == 200
 
 
+def test_setup_never_sends_a_given_token_to_an_address_it_names():
+    client = LabelStudioClient(None, "mine")
+    client.configure("http://elsewhere:8080", "theirs")
+    assert (client.url, client.token) == (None, "mine")
+    client = LabelStudioClient()
+    client.configure("http://studio:8080/", "owner")
+    assert (client.url, client.token) == ("http://studio:8080", "owner")
+
+
 def test_a_click_gives_the_predictors_mask_as_a_brush(client, model):
     from segany import Predictor
 
@@ -275,6 +284,9 @@ def test_webhook_records_submitted_masks_in_the_project(model, decoder_file, tmp
         assert len(runs) == 1 and runs[0].gear == 1
         assert stats["total"]["masks"] == 2 and stats["total"]["images"] == 1
         assert [r.status for r in masks_of(project)] == ["accepted", "undone", "accepted"]
+        skipped = event("ANNOTATION_CREATED", created, 7)
+        skipped["annotation"]["was_cancelled"] = True
+        assert client.post("/webhook", json=skipped).json()["recorded"] is False
         deleted = {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 5}]}
         assert client.post("/webhook", json=deleted).json()["undone"] == 2
         wrong_size = [{**brush("c3", first), "original_width": WIDTH + 1}]

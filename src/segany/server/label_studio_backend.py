@@ -146,6 +146,8 @@ class LabelStudioBackend:
             return {"action": action, "recorded": True, "undone": undone}
         if action not in RECORDED_ACTIONS:
             return {"action": action, "recorded": False}
+        if isinstance(body.get("annotation"), dict) and body["annotation"].get("was_cancelled"):
+            return {"action": action, "recorded": False, "reason": "the task was skipped"}
         recorded = await self._record(body)
         return {"action": action, "recorded": True, **recorded.__dict__}
 

@@ -34,11 +34,13 @@ class LabelStudioClient:
 
     def configure(self, hostname: object, access_token: object) -> None:
         """Take what ``/setup`` tells (Label Studio's address and the project owner's token)
-        for what was not given on the command line."""
-        if not self.url and isinstance(hostname, str) and hostname.startswith("http"):
-            self.url = hostname
-        if not self.token and isinstance(access_token, str) and access_token:
-            self.token = access_token
+        when neither was given on the command line: both from one source, so a token given
+        here never goes to an address someone else named."""
+        if self.url or self.token:
+            return
+        if isinstance(hostname, str) and hostname.startswith(("http://", "https://")):
+            self.url = hostname.rstrip("/")
+            self.token = access_token if isinstance(access_token, str) and access_token else None
 
     def resolve(self, location: str) -> tuple[str, bool]:
         """The absolute URL of a task's image and whether it is Label Studio's own (so the
