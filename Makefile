@@ -25,7 +25,16 @@ NO_NODE := Node.js >= 18 and npm are needed to build the web page (web/): apt-ge
 # Debian's binaries (apt-get install postgresql; .ci/run installs it, no service needed).
 HAVE_POSTGRES := $(shell { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 && echo yes)
 
-.PHONY: demo test lint bench clean web serve no-node-note check-node
+# Label Studio, for the ML backend's end-to-end test (`segany serve --label-studio`), in a
+# virtual environment of its own: its pinned dependencies never meet the project's. Without it
+# (no network, say) that test skips; in CI it fails instead (.ci/run).
+LS_VENV := .venv-label-studio
+LS_BIN  := $(LS_VENV)/bin/label-studio
+LS_DATA := $(LS_VENV)/migrated-data
+LABEL_STUDIO_VERSION ?= 1.23.2
+LS_OFFLINE := LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false SENTRY_DSN= FRONTEND_SENTRY_DSN=
+
+.PHONY: demo test lint bench clean web serve no-node-note check-node label-studio-or-note
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +68,25 @@ no-node-note:
 
 web: $(PAGE)
 
+$(LS_BIN):
+	rm -rf $(LS_VENV)
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION) \
+		|| { rm -rf $(LS_VENV); exit 1; }
+
+# Label Studio's database, migrated once here (any command migrates first; `user` then only
+# looks a name up): each test server starts from a copy instead of spending ~30 s migrating.
+$(LS_DATA): | $(LS_BIN)
+	rm -rf $@.partial
+	LABEL_STUDIO_BASE_DATA_DIR=$@.partial $(LS_OFFLINE) \
+		$(LS_BIN) user --username nobody --data-dir $@.partial >/dev/null
+	rm -f $@.partial/.env  # its secret key: each copy makes its own
+	mv $@.partial $@
+
+label-studio-or-note:
+	@$(MAKE) --no-print-directory $(LS_DATA) || echo "note: Label Studio did not install" \
+		"($(LS_BIN)): the Label Studio tests will be skipped (in CI they fail)."
+
 demo: $(VENV)/.installed-run $(PAGE_OR_NOTE)
 	$(PY) -m segany demo --output $(OUT)
 	@echo "web app: $(PY) -m segany serve, then open http://127.0.0.1:8000/"
@@ -68,7 +96,7 @@ serve: $(VENV)/.installed-run $(PAGE)
 
 # Browser tests run when Debian's chromium is installed (.ci/run installs it), else skip; so do
 # the PostgreSQL variants of the engine's tests without PostgreSQL (in CI they fail instead).
-test: $(VENV)/.installed-dev $(PAGE_OR_NOTE)
+test: $(VENV)/.installed-dev $(PAGE_OR_NOTE) label-studio-or-note
 	@test "$(HAVE_POSTGRES)" = yes || echo "note: no PostgreSQL server binaries" \
 		"(apt-get install postgresql): the engine's PostgreSQL tests will be skipped."
 	$(PY) -m ruff check src tests benchmarks
@@ -88,5 +116,5 @@ bench: $(VENV)/.installed-dev
 	flock $(BENCH_LOCK) $(PY) benchmarks/bench_floor.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache src/*.egg-info web/node_modules \
+	rm -rf $(VENV) $(LS_VENV) out .pytest_cache .ruff_cache src/*.egg-info web/node_modules \
 		src/segany/server/static

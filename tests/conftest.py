@@ -131,3 +131,23 @@ def database_url(request) -> str | None:
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres_url")
+
+
+# -- Label Studio (the ML backend's end-to-end test) -----------------------------------------
+def label_studio_required() -> bool:
+    """In CI (``CI``, or ``SEGANY_REQUIRE_LABEL_STUDIO`` as .ci/run sets) a missing Label Studio
+    environment fails its tests; elsewhere they skip, saying how to install it."""
+    return bool(os.environ.get("CI") or os.environ.get("SEGANY_REQUIRE_LABEL_STUDIO"))
+
+
+@pytest.fixture(scope="session")
+def label_studio_python():
+    """The Python of Label Studio's own environment (tests/label_studio_server.py)."""
+    from label_studio_server import LabelStudioMissingError, venv_python
+
+    try:
+        return venv_python()
+    except LabelStudioMissingError as exc:
+        if label_studio_required():
+            pytest.fail(f"Label Studio is required here: {exc}", pytrace=False)
+        pytest.skip(f"Label Studio tests skipped: {exc}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from . import CliError
 from .common import add_model_options, bundled_preset, load_predictor
@@ -13,6 +14,8 @@ EXAMPLES = """examples:
   segany serve                                  # the bundled model on http://127.0.0.1:8000
   segany serve --model vit_b --checkpoint sam_vit_b_01ec64.pth --port 8080
   segany serve --host 0.0.0.0                   # reachable from other machines: on purpose only
+  segany serve --label-studio --port 9090 --label-studio-url http://localhost:8080 \
+      --label-studio-token TOKEN --project project   # a Label Studio ML backend (README)
 """
 
 
@@ -44,6 +47,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--decoder", type=Path, help="serve this decoder graph (from `segany export onnx`)"
     )
     add_model_options(parser)
+    group = parser.add_argument_group("Label Studio")
+    group.add_argument(
+        "--label-studio",
+        action="store_true",
+        help="also answer as a Label Studio ML backend (/health, /setup, /predict, /webhook)",
+    )
+    group.add_argument(
+        "--label-studio-url",
+        default=os.environ.get("LABEL_STUDIO_URL"),
+        help="Label Studio's address, to fetch task images (LABEL_STUDIO_URL; else the one "
+        "Label Studio sends when it connects)",
+    )
+    group.add_argument(
+        "--label-studio-token",
+        default=os.environ.get("LABEL_STUDIO_API_KEY"),
+        help="Label Studio API token (LABEL_STUDIO_API_KEY; else the project owner's token "
+        "Label Studio sends when it connects)",
+    )
+    group.add_argument(
+        "--project",
+        help="a data-engine project (segany engine init): masks submitted in Label Studio are "
+        "recorded there as gear-1 work",
+    )
     parser.set_defaults(func=run)
 
 
@@ -69,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create the cache folder {cache_dir}: {exc.strerror}") from None
+    project = open_label_studio_project(args)
     predictor = load_predictor(args)
     preset = bundled_preset(args)
     service = SegmentService(
@@ -80,10 +107,51 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"segany serve: model {service.name}; exporting/checking the decoder graph…")
     service.ensure_decoder()
-    app = create_app(service)
+    app = create_app(service, label_studio=label_studio_backend(args, service, project))
     if args.host not in LOCAL_HOSTS:
         print(f"warning: listening on {args.host}: other machines can reach this server")
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"segany serve: http://{shown}:{args.port}/  (API docs: /docs; cache: {cache_dir})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def open_label_studio_project(args: argparse.Namespace) -> Any:
+    """Check the Label Studio options before the model loads; the ``--project``, opened."""
+    if not args.label_studio:
+        if args.project:
+            raise CliError("--project goes with --label-studio (it records Label Studio's masks)")
+        return None
+    url = args.label_studio_url
+    if url and not url.startswith(("http://", "https://")):
+        raise CliError(f"--label-studio-url {url!r}: expected http://host:port")
+    if not args.project:
+        return None
+    from .annotate import open_project
+
+    return open_project(args.project)
+
+
+def label_studio_backend(args: argparse.Namespace, service: Any, project: Any) -> Any:
+    """The ML backend of ``--label-studio`` (None without it), recording in ``project``."""
+    if not args.label_studio:
+        return None
+    from ..server.label_studio_backend import LabelStudioBackend
+    from ..server.label_studio_client import LabelStudioClient
+
+    url = args.label_studio_url
+    client = LabelStudioClient(
+        url.rstrip("/") if url else None,
+        args.label_studio_token or None,
+        max_bytes=service.limits.max_upload_bytes,
+    )
+    version_id = None
+    if project is not None:
+        from ..engine.models import gear_model_version
+
+        version_id = gear_model_version(project, args.model, args.checkpoint).id
+    print(
+        "segany serve: Label Studio ML backend at this address"
+        + (f"; recording submitted masks in {args.project}" if project else "")
+    )
+    return LabelStudioBackend(service, client, project, version_id)

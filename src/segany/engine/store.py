@@ -8,6 +8,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,30 +111,41 @@ def add_images(session: Session, folder: str | os.PathLike[str]) -> AddReport:
     commit per image; unreadable or oversized files are recorded with the reason."""
     report = AddReport()
     for path in list_images(folder):
-        data = path.read_bytes()
-        digest = file_sha256(data)
-        if session.scalar(select(ImageRow.id).where(ImageRow.sha256 == digest)) is not None:
-            report.known += 1
-            continue
-        row = ImageRow(sha256=digest, path=str(path.resolve()), split=split_for(digest))
-        try:
-            pixels = decode_image(
-                data, label=str(path), max_pixels=MAX_IMAGE_PIXELS, formats=COMMON_FORMATS
-            )
-            row.height, row.width = pixels.shape[:2]
-        except ValueError as exc:
-            row.error = str(exc)
-            report.unreadable.append((str(path), str(exc)))
-        session.add(row)
-        try:
-            session.commit()
-        except IntegrityError:  # another process added the same bytes a moment ago
-            session.rollback()
-            report.known += 1
-            continue
-        if row.error is None:
-            report.added += 1
+        add_image_file(session, path, report)
     return report
+
+
+def add_image_file(session: Session, path: Path, report: AddReport | None = None) -> ImageRow:
+    """The project's row of the image file at ``path``: added (one commit) unless its bytes
+    are known already; ``report`` counts what happened."""
+    report = report if report is not None else AddReport()
+    data = path.read_bytes()
+    digest = file_sha256(data)
+    known = session.scalar(select(ImageRow).where(ImageRow.sha256 == digest))
+    if known is not None:
+        report.known += 1
+        return known
+    row = ImageRow(sha256=digest, path=str(path.resolve()), split=split_for(digest))
+    try:
+        pixels = decode_image(
+            data, label=str(path), max_pixels=MAX_IMAGE_PIXELS, formats=COMMON_FORMATS
+        )
+        row.height, row.width = pixels.shape[:2]
+    except ValueError as exc:
+        row.error = str(exc)
+        report.unreadable.append((str(path), str(exc)))
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # another process added the same bytes a moment ago
+        session.rollback()
+        report.known += 1
+        known = session.scalar(select(ImageRow).where(ImageRow.sha256 == digest))
+        assert known is not None
+        return known
+    if row.error is None:
+        report.added += 1
+    return row
 
 
 def split_for(digest: str) -> str:

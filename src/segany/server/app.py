@@ -23,11 +23,13 @@ from .annotation import AnnotationService
 from .auth import TokenGate
 from .errors import ApiError
 from .handlers import add_error_handlers
+from .label_studio_backend import LabelStudioBackend
 from .limits import Limits
 from .middleware import HeadersAndLimits
 from .routes import (
     annotation_router,
     images_router,
+    label_studio_router,
     model_router,
     results_router,
     samples_router,
@@ -51,10 +53,12 @@ def create_app(
     static_dir: str | os.PathLike[str] | None = STATIC_DIR,
     annotation: AnnotationService | None = None,
     token: str | None = None,
+    label_studio: LabelStudioBackend | None = None,
 ) -> FastAPI:
     """The web app over a service; ``static_dir`` holds the built page (``None``: API only).
     With ``annotation``, the annotation API and page (``/annotate``) too; with ``token``, every
-    request must carry it (:mod:`.auth`)."""
+    request must carry it (:mod:`.auth`); with ``label_studio``, Label Studio's ML backend API
+    (``/health``, ``/setup``, ``/predict``, ``/webhook``, ``/versions``)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +93,8 @@ def create_app(
         app.include_router(router)
     if annotation is not None:
         app.include_router(annotation_router(annotation))
+    if label_studio is not None:
+        app.include_router(label_studio_router(label_studio))
 
     @app.get("/api/{rest:path}", include_in_schema=False)
     async def unknown(rest: str) -> None:
