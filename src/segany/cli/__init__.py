@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo,
         embed,
         engine,
+        eval_video,
         evaluate,
         everything,
         export,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         data,
         train,
         evaluate,
+        eval_video,
         export,
         engine,
     ):

@@ -2,7 +2,7 @@
 
     ROOT/JPEGImages/<clip>/00000.jpg ...   the frames
     ROOT/Annotations/<clip>/00000.png ...  palette-indexed label maps: 0 background, k object k
-    ROOT/Videos/<clip>.mp4                 the same frames as a video (H.264, written by PyAV)
+    ROOT/Videos/<clip>.mp4                 the same frames as a video (video.VideoWriter)
 
 A clip's ``Annotations`` folder is renamed into place last, so a clip with annotations is
 complete; a rerun skips it. DAVIS's void label (255) reads as a separate void mask.
@@ -14,14 +14,15 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .clips import Clip, ClipConfig, generate_clip
+from ..data.clips import Clip, ClipConfig, generate_clip
+from ..video import VideoWriter
 
 VOID_LABEL = 255
 FRAME_RATE = 24
@@ -53,30 +54,6 @@ def _encoded(array: np.ndarray, fmt: str, palette: list[int] | None = None) -> b
     return buffer.getvalue()
 
 
-def write_mp4(path: str | os.PathLike[str], frames: Sequence[np.ndarray], fps: int) -> None:
-    """``(H, W, 3)`` uint8 RGB frames (even sizes) as an H.264 mp4 (yuv420p), atomically."""
-    import av
-
-    path = Path(path)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(handle)
-    try:
-        with av.open(tmp, mode="w") as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.height, stream.width = frames[0].shape[:2]
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": "18"}
-            for frame in frames:
-                picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                container.mux(stream.encode(picture))
-            container.mux(stream.encode())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a dataset is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_folder(target: Path, files: dict[str, bytes]) -> None:
     """Write ``files`` into a fresh folder beside ``target`` and rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +76,15 @@ def write_clip(root: str | os.PathLike[str], clip: Clip, fps: int = FRAME_RATE) 
     (root / "Videos").mkdir(parents=True, exist_ok=True)
     frames = {f"{i:05d}.jpg": _encoded(f, "JPEG") for i, f in enumerate(clip.frames)}
     _write_folder(root / "JPEGImages" / clip.name, frames)
-    write_mp4(root / "Videos" / f"{clip.name}.mp4", clip.frames, fps)
+    height, width = clip.frames.shape[1:3]
+    video = VideoWriter(root / "Videos" / f"{clip.name}.mp4", fps, width, height)
+    try:
+        for frame in clip.frames:
+            video.write(frame)
+    except BaseException:
+        video.abort()
+        raise
+    video.close()
     palette = davis_palette()
     labels = clip.label_maps()
     annotations = {f"{i:05d}.png": _encoded(m, "PNG", palette) for i, m in enumerate(labels)}
@@ -182,15 +167,3 @@ def read_clip_truth(root: str | os.PathLike[str], name: str) -> ClipTruth:
             f"{root}: clip {name} has annotations but no frames in JPEGImages or Videos"
         )
     return ClipTruth(name, masks, void, frames)
-
-
-__all__ = [
-    "ClipTruth",
-    "davis_clips",
-    "davis_palette",
-    "read_annotations",
-    "read_clip_truth",
-    "write_clip",
-    "write_generated_clips",
-    "write_mp4",
-]
