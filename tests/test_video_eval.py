@@ -4,11 +4,16 @@ answers, and ``segany eval-video`` end to end."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from segany.cli import main
 from segany.data.clips import ClipConfig, clip_script, generate_clip, render_clip, render_frame
+from segany.evaluate import tracking
+from segany.evaluate.clip_files import read_clip_truth
 from segany.evaluate.video import (
     Statistics,
     boundary_f_measure,
@@ -17,6 +22,7 @@ from segany.evaluate.video import (
     region_similarity,
     score_object,
 )
+from segany.video import TrackedMask
 
 SMALL = ClipConfig(height=96, width=128, frames=12, blur_sigma=0.0, noise_sigma=0.0)
 MAGENTA = np.array([255.0, 0.0, 255.0], dtype=np.float32)
@@ -151,3 +157,112 @@ def test_clip_scores_skip_the_first_and_last_frames_and_summarise_as_davis():
     assert score.j == (1.0,) * 4 + (0.0,) * 4 and score.f == score.j
     assert score.j_stats == Statistics(mean=0.5, recall=0.5, decay=1.0)
     assert score.jf == 0.5
+
+
+# -- the runner and the command ----------------------------------------------------------------
+
+
+def _oracle(drop: int | None):
+    """A stand-in for ``track`` that answers each frame with the ground truth, except object
+    ``drop``, which it never finds."""
+
+    def fake_track(predictor, frames, prompts, settings=None):
+        for index in range(len(frames)):
+            yield (
+                index,
+                {
+                    p.object_id: TrackedMask(
+                        p.object_id, index, truth[p.object_id][index], 1.0, False
+                    )
+                    for p in prompts
+                    if p.object_id != drop
+                },
+            )
+
+    truth: dict[int, np.ndarray] = {}
+    return truth, fake_track
+
+
+@pytest.mark.parametrize("prompt", ["box", "point"])
+def test_the_runner_prompts_each_object_on_its_first_visible_frame_and_scores_every_object(
+    monkeypatch, prompt
+):
+    clip = generate_clip(3, SMALL)
+    truth, fake_track = _oracle(drop=2)
+    truth.update(clip.masks)
+    monkeypatch.setattr(tracking, "track", fake_track)
+    case = tracking.ClipCase(clip.name, list(clip.frames), clip.masks)
+    report = tracking.evaluate_tracker(None, iter([case]), prompt)
+    prompts = tracking.first_prompts(clip.masks, prompt)
+    assert [p.frame_index for p in prompts] == [0] * len(clip.masks)
+    for p in prompts:
+        if prompt == "box":
+            ys, xs = np.nonzero(clip.masks[p.object_id][0])
+            assert list(p.box) == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        else:
+            x, y = p.points[0].astype(int)
+            assert clip.masks[p.object_id][0][y, x]
+    summary = report.summary()
+    per_object = summary["clips"][clip.name]["objects"]
+    assert all(per_object[str(i)]["J&F"] == 1.0 for i in clip.masks if i != 2)
+    # the missed object scores 1 only on scored frames where it is out of sight
+    hidden = float(np.mean(~clip.masks[2][1:-1].any(axis=(1, 2))))
+    assert per_object["2"]["J"]["mean"] == pytest.approx(hidden)
+    n = len(clip.masks)
+    assert summary["J&F"] == pytest.approx((n - 1 + hidden) / n)
+    assert report.frames == SMALL.frames
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    code = main(["data", "clips", "--output", str(root), "--count", "1", "--frames", "5"])
+    assert code == 0
+    return root
+
+
+def test_written_clips_read_back_exactly(heldout):
+    clip = generate_clip(1_000_000, ClipConfig(frames=5))
+    truth = read_clip_truth(heldout, clip.name)
+    assert truth.masks.keys() == clip.masks.keys()
+    assert all(np.array_equal(truth.masks[i], clip.masks[i]) for i in clip.masks)
+    assert not truth.void.any()
+    assert (heldout / "Videos" / f"{clip.name}.mp4").stat().st_size > 0
+    with Image.open(heldout / "Annotations" / clip.name / "00000.png") as png:
+        assert png.mode == "P" and png.getpalette()[3:6] == [128, 0, 0]  # DAVIS's colours
+
+
+def test_eval_video_end_to_end_writes_a_report(heldout, tmp_path, capsys):
+    report_path = tmp_path / "report.json"
+    assert main(["eval-video", "--data", str(heldout), "--output", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert 0.0 <= report["J&F"] <= 1.0 and report["J&F"] > 0.3  # a real tracker, not noise
+    assert report["J&F"] == pytest.approx((report["J"]["mean"] + report["F"]["mean"]) / 2)
+    assert report["frames"] == 5 and report["frames_per_second"] > 0
+    assert report["protocol"]["first_and_last_frames_scored"] is False
+    mean_row = next(line for line in out.splitlines() if line.startswith("mean"))
+    assert f"{report['J&F']:.3f}" in mean_row
+
+
+@pytest.mark.parametrize(
+    "setup, data, message",
+    [
+        (None, "missing", "no such"),
+        ("empty-clip", "root", "no annotation PNGs"),
+        ("no-frames", "root", "no frames"),
+        (None, "clips:5", "expected clips:START:COUNT"),
+    ],
+)
+def test_bad_data_is_one_error_line_and_exit_2(tmp_path, capsys, setup, data, message):
+    root = tmp_path / "root"
+    if setup:
+        (root / "Annotations" / "a").mkdir(parents=True)
+    if setup == "no-frames":
+        label = np.zeros((8, 8), np.uint8)
+        label[2:5, 2:5] = 1
+        Image.fromarray(label).save(root / "Annotations" / "a" / "00000.png")
+    spec = str(tmp_path / data) if not data.startswith("clips") else data
+    assert main(["eval-video", "--data", spec]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
