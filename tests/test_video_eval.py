@@ -185,14 +185,13 @@ def _oracle(drop: int | None):
 
 @pytest.mark.parametrize("prompt", ["box", "point"])
 def test_the_runner_prompts_each_object_on_its_first_visible_frame_and_scores_every_object(
-    monkeypatch, prompt
+    prompt,
 ):
     clip = generate_clip(3, SMALL)
     truth, fake_track = _oracle(drop=2)
     truth.update(clip.masks)
-    monkeypatch.setattr(tracking, "track", fake_track)
     case = tracking.ClipCase(clip.name, list(clip.frames), clip.masks)
-    report = tracking.evaluate_tracker(None, iter([case]), prompt)
+    report = tracking.evaluate_tracker(None, iter([case]), prompt, tracker=fake_track)
     prompts = tracking.first_prompts(clip.masks, prompt)
     assert [p.frame_index for p in prompts] == [0] * len(clip.masks)
     for p in prompts:

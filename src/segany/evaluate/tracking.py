@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.clips import CLIPS_PREFIX, ClipConfig, generate_clip, parse_clips_spec
 from ..inference.predictor import Predictor
-from ..video import FrameSource, ObjectPrompt, TrackSettings, open_frames, track
+from ..video import FrameSource, ObjectPrompt, TrackedMask, TrackSettings, open_frames, track
 from .clicks import centre_click
 from .clip_files import davis_clips, read_clip_truth
 from .video import VideoReport, score_object
@@ -88,7 +88,11 @@ def open_cases(spec: str, config: ClipConfig = ClipConfig()) -> Iterator[ClipCas
     return folder_cases(spec)
 
 
+Tracker = Callable[..., Iterator[tuple[int, dict[int, TrackedMask]]]]
+
+
 def _predicted(
+    tracker: Tracker,
     predictor: Predictor,
     case: ClipCase,
     prompts: list[ObjectPrompt],
@@ -96,7 +100,7 @@ def _predicted(
 ) -> dict[int, np.ndarray]:
     """Every object's ``(T, H, W)`` predicted masks (empty where the tracker gives none)."""
     stacks = {i: np.zeros_like(m) for i, m in case.masks.items()}
-    for index, tracked in track(predictor, case.frames, prompts, settings):
+    for index, tracked in tracker(predictor, case.frames, prompts, settings):
         for object_id, result in tracked.items():
             if object_id in stacks:
                 stacks[object_id][index] = result.mask
@@ -109,13 +113,15 @@ def evaluate_tracker(
     prompt: str = "box",
     settings: TrackSettings | None = None,
     progress: Callable[[str, float], None] | None = None,
+    tracker: Tracker = track,
 ) -> VideoReport:
-    """Track and score every clip; the report's speed counts the tracker's time only."""
+    """Track and score every clip; the report's speed counts the tracker's time only.
+    ``tracker`` is :func:`segany.video.track` or anything called and answering as it does."""
     report = VideoReport(settings={"prompt": prompt, "prompt_frame": "first visible"})
     for case in cases:
         prompts = first_prompts(case.masks, prompt)
         started = time.perf_counter()
-        predicted = _predicted(predictor, case, prompts, settings)
+        predicted = _predicted(tracker, predictor, case, prompts, settings)
         report.seconds += time.perf_counter() - started
         report.frames += len(case.frames)
         scores = [
