@@ -133,6 +133,8 @@ def test_streaming_tracker_shares_one_embedding_per_frame(predictor, clip):
     assert tracker.frame_index == 2
     with pytest.raises(VideoInputError, match="next frame 3"):
         tracker.add_prompt(ObjectPrompt(1, 7, points=[[60, 80]]))
+    tracker.remove_object(2)
+    assert sorted(tracker.step(frames[3])) == [1]
 
 
 def write_mp4(path, frames, fps: int = 10) -> None:
