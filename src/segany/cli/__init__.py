@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         export,
         segment,
         serve,
+        track,
         train,
     )
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         eval_video,
         export,
         engine,
+        track,
     ):
         room.register(sub)
     return parser

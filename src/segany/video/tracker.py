@@ -71,6 +71,12 @@ class VideoTracker:
                 f"tracker takes prompts for {now}the next frame {self.next_index}"
             )
 
+    def remove_object(self, object_id: int) -> None:
+        """Stop following an object (from the next frame; its pending prompt is dropped)."""
+        self._states.pop(object_id, None)
+        self._pending.pop(object_id, None)
+        self._masks.pop(object_id, None)
+
     def step(self, frame: np.ndarray) -> dict[int, TrackedMask]:
         """Embed one ``(H, W, 3)`` uint8 RGB frame and return every object's mask on it."""
         check_image(frame)
@@ -79,9 +85,9 @@ class VideoTracker:
                 f"frame {self.next_index} is {frame.shape[1]}x{frame.shape[0]}, but the earlier "
                 f"frames are {self._image.shape[1]}x{self._image.shape[0]}"
             )
-        pending, self._pending = self._pending, {}
-        for prompt in pending.values():
+        for prompt in self._pending.values():
             prompt.check_frame(*frame.shape[:2])
+        pending, self._pending = self._pending, {}
         embedding = self.predictor.embed(frame)
         previous = self._image
         self._image, self._embedding = frame, embedding
