@@ -226,3 +226,25 @@ def test_outputs_of_a_failed_run_leave_nothing_half_written(tmp_path, clip):
         outputs.add(0, clip[0][0], {})
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lost_object_is_not_confused_with_its_twin(predictor):
+    """Two identical red ellipses side by side; the left one vanishes for frames 2-3. It must
+    be lost there (not take over its twin's mask, which another object holds), and come back."""
+    background = generate_scene(5, SceneConfig(min_objects=2, max_objects=3)).image
+    frames, truth = [], {1: [], 2: []}
+    for t in range(6):
+        left = shape("ellipse", (70, 80 + 10 * t)) & (t not in (2, 3))
+        right = shape("ellipse", (150, 90 + 10 * t))
+        image = background.copy()
+        image[left] = image[right] = (220, 40, 40)
+        frames.append(image)
+        truth[1].append(left)
+        truth[2].append(right)
+    prompts = [ObjectPrompt(1, 0, points=[[70, 80]]), ObjectPrompt(2, 0, points=[[150, 90]])]
+    for index, masks in track(predictor, frames, prompts):
+        assert iou(masks[2].mask, truth[2][index]) > IOU_FLOOR
+        if index in (2, 3):
+            assert masks[1].lost and not masks[1].mask.any()
+        else:
+            assert iou(masks[1].mask, truth[1][index]) > IOU_FLOOR
