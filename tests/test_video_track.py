@@ -164,6 +164,21 @@ def test_video_frames_by_index_in_any_order(mp4, clip):
         assert np.abs(forwards[index].astype(int) - clip[0][index]).mean() < 4
 
 
+def test_folder_of_frames(clip, tmp_path):
+    for index, frame in enumerate(clip[0][:3]):
+        cv2.imwrite(str(tmp_path / f"{index:03d}.png"), frame[..., ::-1])
+    frames = open_frames(tmp_path)
+    assert len(frames) == 3 and all(np.array_equal(frames[i], clip[0][i]) for i in range(3))
+    cv2.imwrite(str(tmp_path / "003.png"), np.zeros((10, 10, 3), np.uint8))
+    frames = open_frames(tmp_path)
+    assert frames[0].shape == (256, 256, 3)
+    with pytest.raises(VideoInputError, match="but the other frames are 256x256"):
+        frames[3]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoInputError, match="no image files"):
+        open_frames(tmp_path / "empty")
+
+
 def test_cli_track_end_to_end(mp4, clip, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["track", str(mp4), "--frame", "0", "--point", "60,80", "--object", "2"]
