@@ -263,3 +263,16 @@ def test_a_lost_object_is_not_confused_with_its_twin(predictor):
             assert masks[1].lost and not masks[1].mask.any()
         else:
             assert iou(masks[1].mask, truth[1][index]) > IOU_FLOOR
+
+
+def test_bad_prompts_fail_before_any_model_work(predictor, clip):
+    predictor.embeds = 0
+    with pytest.raises(VideoInputError, match="point 256,10 is outside the 256x256 frame"):
+        next(track(predictor, clip[0], [ObjectPrompt(1, 2, points=[[256, 10]])]))
+    with pytest.raises(VideoInputError, match="frame index -1 is out of range"):
+        next(track(predictor, clip[0], [ObjectPrompt(1, -1, box=[0, 0, 9, 9])]))
+    assert predictor.embeds == 0
+    with pytest.raises(VideoInputError, match="needs points or a box"):
+        ObjectPrompt(1, 0)
+    with pytest.raises(VideoInputError, match="one 0 or 1 per point"):
+        ObjectPrompt(1, 0, points=[[1, 1], [2, 2]], labels=[1, 2])
