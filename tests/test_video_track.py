@@ -17,7 +17,14 @@ from segany.checkpoints import bundled_weights_path
 from segany.cli import main
 from segany.data.scenes import SceneConfig, generate_scene
 from segany.formats.rle import decode_coco_rle
-from segany.video import ObjectPrompt, VideoInputError, VideoTracker, open_frames, track
+from segany.video import (
+    ObjectPrompt,
+    VideoInputError,
+    VideoTracker,
+    open_frames,
+    stream_frames,
+    track,
+)
 from segany.video.outputs import TrackOutputs
 
 pytestmark = pytest.mark.skipif(
@@ -162,6 +169,15 @@ def test_video_frames_by_index_in_any_order(mp4, clip):
     for index in range(FRAMES):
         assert np.array_equal(backwards[index], forwards[index])
         assert np.abs(forwards[index].astype(int) - clip[0][index]).mean() < 4
+
+
+def test_streaming_tracker_on_a_video_stream(predictor, mp4, clip):
+    """Frames as a stream gives them (read once, no index), the object prompted on frame 0."""
+    tracker = VideoTracker(predictor)
+    tracker.add_prompt(ObjectPrompt(2, 0, points=[[190, 190]]))
+    for index, frame in enumerate(stream_frames(mp4)):
+        assert iou(tracker.step(frame)[2].mask, clip[1][2][index]) > IOU_FLOOR
+    assert tracker.frame_index == FRAMES - 1
 
 
 def test_folder_of_frames(clip, tmp_path):
