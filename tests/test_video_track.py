@@ -17,7 +17,14 @@ from segany.checkpoints import bundled_weights_path
 from segany.cli import main
 from segany.data.scenes import SceneConfig, generate_scene
 from segany.formats.rle import decode_coco_rle
-from segany.video import ObjectPrompt, VideoInputError, VideoTracker, open_frames, track
+from segany.video import (
+    ObjectPrompt,
+    VideoInputError,
+    VideoTracker,
+    open_frames,
+    stream_frames,
+    track,
+)
 from segany.video.outputs import TrackOutputs
 
 pytestmark = pytest.mark.skipif(
@@ -164,6 +171,30 @@ def test_video_frames_by_index_in_any_order(mp4, clip):
         assert np.abs(forwards[index].astype(int) - clip[0][index]).mean() < 4
 
 
+def test_streaming_tracker_on_a_video_stream(predictor, mp4, clip):
+    """Frames as a stream gives them (read once, no index), the object prompted on frame 0."""
+    tracker = VideoTracker(predictor)
+    tracker.add_prompt(ObjectPrompt(2, 0, points=[[190, 190]]))
+    for index, frame in enumerate(stream_frames(mp4)):
+        assert iou(tracker.step(frame)[2].mask, clip[1][2][index]) > IOU_FLOOR
+    assert tracker.frame_index == FRAMES - 1
+
+
+def test_folder_of_frames(clip, tmp_path):
+    for index, frame in enumerate(clip[0][:3]):
+        cv2.imwrite(str(tmp_path / f"{index:03d}.png"), frame[..., ::-1])
+    frames = open_frames(tmp_path)
+    assert len(frames) == 3 and all(np.array_equal(frames[i], clip[0][i]) for i in range(3))
+    cv2.imwrite(str(tmp_path / "003.png"), np.zeros((10, 10, 3), np.uint8))
+    frames = open_frames(tmp_path)
+    assert frames[0].shape == (256, 256, 3)
+    with pytest.raises(VideoInputError, match="but the other frames are 256x256"):
+        frames[3]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoInputError, match="no image files"):
+        open_frames(tmp_path / "empty")
+
+
 def test_cli_track_end_to_end(mp4, clip, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["track", str(mp4), "--frame", "0", "--point", "60,80", "--object", "2"]
@@ -226,3 +257,38 @@ def test_outputs_of_a_failed_run_leave_nothing_half_written(tmp_path, clip):
         outputs.add(0, clip[0][0], {})
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lost_object_is_not_confused_with_its_twin(predictor):
+    """Two identical red ellipses side by side; the left one vanishes for frames 2-3. It must
+    be lost there (not take over its twin's mask, which another object holds), and come back."""
+    background = generate_scene(5, SceneConfig(min_objects=2, max_objects=3)).image
+    frames, truth = [], {1: [], 2: []}
+    for t in range(6):
+        left = shape("ellipse", (70, 80 + 10 * t)) & (t not in (2, 3))
+        right = shape("ellipse", (150, 90 + 10 * t))
+        image = background.copy()
+        image[left] = image[right] = (220, 40, 40)
+        frames.append(image)
+        truth[1].append(left)
+        truth[2].append(right)
+    prompts = [ObjectPrompt(1, 0, points=[[70, 80]]), ObjectPrompt(2, 0, points=[[150, 90]])]
+    for index, masks in track(predictor, frames, prompts):
+        assert iou(masks[2].mask, truth[2][index]) > IOU_FLOOR
+        if index in (2, 3):
+            assert masks[1].lost and not masks[1].mask.any()
+        else:
+            assert iou(masks[1].mask, truth[1][index]) > IOU_FLOOR
+
+
+def test_bad_prompts_fail_before_any_model_work(predictor, clip):
+    predictor.embeds = 0
+    with pytest.raises(VideoInputError, match="point 256,10 is outside the 256x256 frame"):
+        next(track(predictor, clip[0], [ObjectPrompt(1, 2, points=[[256, 10]])]))
+    with pytest.raises(VideoInputError, match="frame index -1 is out of range"):
+        next(track(predictor, clip[0], [ObjectPrompt(1, -1, box=[0, 0, 9, 9])]))
+    assert predictor.embeds == 0
+    with pytest.raises(VideoInputError, match="needs points or a box"):
+        ObjectPrompt(1, 0)
+    with pytest.raises(VideoInputError, match="one 0 or 1 per point"):
+        ObjectPrompt(1, 0, points=[[1, 1], [2, 2]], labels=[1, 2])

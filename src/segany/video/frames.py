@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -153,6 +153,28 @@ def open_frames(path: str | os.PathLike[str]) -> FrameSource:
     if path.is_dir():
         return FolderFrames(path)
     return VideoFrames(path)
+
+
+def stream_frames(
+    source: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    options: dict[str, str] | None = None,
+) -> Iterator[np.ndarray]:
+    """``(H, W, 3)`` uint8 RGB frames of any FFmpeg input, read once in order and none kept:
+    a file, a URL (``rtsp://``, ``http://``), or a camera (``format="v4l2"`` with
+    ``/dev/video0``, ``"avfoundation"``, ``"dshow"``); ``options`` go to FFmpeg. For
+    :class:`~segany.video.tracker.VideoTracker`, which needs no index."""
+    import av
+
+    try:
+        container = av.open(str(source), format=format, options=options or {})
+        stream = container.streams.video[0]
+    except (av.FFmpegError, IndexError, OSError, UnicodeDecodeError) as exc:
+        raise VideoInputError(f"{source}: not a readable video ({_reason(exc)})") from None
+    with container:
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
 
 
 def as_frame_source(frames: FrameSource | Sequence[np.ndarray]) -> FrameSource:

@@ -9,6 +9,7 @@ from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
 from ..inference.prompts import check_image
 from .follow import ObjectState, keep, mismatch, propagate, start
+from .motion import interior_point
 from .prompts import ObjectPrompt, TrackedMask, TrackSettings, VideoInputError
 from .reacquire import search
 
@@ -92,11 +93,8 @@ class VideoTracker:
         previous = self._image
         self._image, self._embedding = frame, embedding
         masks = {p.object_id: self._start(p, frame, embedding) for p in pending.values()}
-        for object_id, state in self._states.items():
-            if object_id not in masks:
-                assert previous is not None
-                taken = _union([m.mask for m in masks.values()], frame.shape[:2])  # earlier objects
-                masks[object_id] = self._follow(state, frame, previous, embedding, taken)
+        if previous is not None:
+            masks.update(self._follow_all(frame, previous, embedding, masks))
         self._masks = dict(sorted(masks.items()))
         self.next_index += self.direction
         return self.masks
@@ -107,33 +105,95 @@ class VideoTracker:
         self._states[prompt.object_id] = state
         return TrackedMask(prompt.object_id, prompt.frame_index, mask, score, state.lost)
 
-    def _follow(
+    def _follow_all(
         self,
-        state: ObjectState,
         image: np.ndarray,
         previous: np.ndarray,
         embedding: Embedding,
-        taken: np.ndarray,
-    ) -> TrackedMask:
-        """The object on a new frame: followed from its last result, or searched for when that
-        fails or it was already lost."""
-        index, settings = self.next_index, self.settings
-        score = 0.0
-        if not state.lost:
-            mask, logits, score = propagate(
-                self.predictor, embedding, image, previous, state, settings
+        prompted: dict[int, TrackedMask],
+    ) -> dict[int, TrackedMask]:
+        """Every object not prompted on this frame: followed from its last result, the results
+        claimed (one object per thing), then the lost ones searched for among the pixels no
+        other object holds."""
+        results, missing = self._propagate_all(image, previous, embedding, prompted)
+        masks: dict[int, TrackedMask] = {}
+        held = [m.mask for m in prompted.values()]
+        for object_id in self._claim_order(results):
+            mask, logits, score = results[object_id]
+            if any((mask & other).sum() > 0.5 * min(mask.sum(), other.sum()) for other in held):
+                missing[object_id] = score  # another object holds it: this one is not there
+                continue
+            keep(self._states[object_id], image, mask, logits, self.settings)
+            masks[object_id] = TrackedMask(object_id, self.next_index, mask, score, False)
+            held.append(mask)
+        for object_id, score in missing.items():
+            held = [m.mask for o, m in {**prompted, **masks}.items() if o != object_id]
+            masks[object_id] = self._search(object_id, score, image, embedding, held)
+        return masks
+
+    def _propagate_all(
+        self,
+        image: np.ndarray,
+        previous: np.ndarray,
+        embedding: Embedding,
+        prompted: dict[int, TrackedMask],
+    ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, float]], dict[int, float]]:
+        """Each followed object decoded from its last result: the results that look like their
+        object, and the objects lost (with the predicted IoU of the result that failed)."""
+        anchors = {o: interior_point(s.mask) for o, s in self._states.items() if not s.lost}
+        results: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+        missing: dict[int, float] = {}
+        for object_id, state in self._states.items():
+            if object_id in prompted:
+                continue
+            if state.lost:
+                missing[object_id] = 0.0
+                continue
+            others = [a for o, a in anchors.items() if o != object_id and a is not None]
+            result = propagate(
+                self.predictor,
+                embedding,
+                image,
+                previous,
+                state,
+                self.settings,
+                np.array(others).reshape(-1, 2),
             )
-            if mismatch(state, image, mask, score, settings) is not None:
-                keep(state, image, mask, logits, settings)
-                return TrackedMask(state.object_id, index, mask, score, False)
+            if mismatch(state, image, result[0], result[2], self.settings) is None:
+                missing[object_id] = result[2]
+            else:
+                results[object_id] = result
+        return results, missing
+
+    def _search(
+        self,
+        object_id: int,
+        score: float,
+        image: np.ndarray,
+        embedding: Embedding,
+        held: list[np.ndarray],
+    ) -> TrackedMask:
+        """A lost object searched for outside ``held`` (other objects' masks on this frame)."""
+        state = self._states[object_id]
         state.lost_frames += 1
-        found = search(self.predictor, embedding, image, state, settings, taken)
+        taken = _union(held, image.shape[:2])
+        found = search(self.predictor, embedding, image, state, self.settings, taken)
         if found is None:
             empty = np.zeros(image.shape[:2], dtype=bool)
-            return TrackedMask(state.object_id, index, empty, score, True)
+            return TrackedMask(object_id, self.next_index, empty, score, True)
         mask, logits, score = found
-        keep(state, image, mask, logits, settings)
-        return TrackedMask(state.object_id, index, mask, score, False)
+        keep(state, image, mask, logits, self.settings)
+        return TrackedMask(object_id, self.next_index, mask, score, False)
+
+    def _claim_order(self, results: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> list[int]:
+        """Objects by how much their new mask overlaps their own last one, most first: when two
+        objects' results are one thing, it belongs to the one that was there."""
+
+        def overlap(object_id: int) -> float:
+            before, now = self._states[object_id].mask, results[object_id][0]
+            return float((before & now).sum() / max((before | now).sum(), 1))
+
+        return sorted(results, key=overlap, reverse=True)
 
 
 def _union(masks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
