@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# the scene generator's own drawing helpers (private to the data room's scene module), so that
+# clips and training scenes draw shapes and textures with one code
 from .scenes import SHAPES, _paint, _shape_mask, _texture
 
 CLIPS_PREFIX = "clips:"
@@ -142,7 +144,9 @@ def _motion(rng: np.random.Generator, sprite: Sprite, config: ClipConfig) -> Mot
     return Motion(centre, scale, angle)
 
 
-def _warp(sprite: Sprite, motion: Motion, index: int, size: tuple[int, int]):
+def _warp(
+    sprite: Sprite, motion: Motion, index: int, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """The sprite placed in frame ``index``: ``(mask (H, W) bool, colour (H, W, 3) float32)``."""
     height, width = size
     middle = sprite.mask.shape[0] // 2
