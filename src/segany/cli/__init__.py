@@ -36,11 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         demo,
         embed,
         engine,
+        eval_video,
         evaluate,
         everything,
         export,
         segment,
         serve,
+        track,
         train,
     )
 
@@ -58,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         data,
         train,
         evaluate,
+        eval_video,
         export,
         engine,
+        track,
     ):
         room.register(sub)
     return parser
