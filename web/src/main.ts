@@ -4,6 +4,7 @@
 import "./style.css";
 import * as api from "./api";
 import { idle, track } from "./busy";
+import { nthColour } from "./colours";
 import { Decoder, type ModelInfo, threadCount } from "./decoder";
 import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
@@ -246,7 +247,7 @@ async function segmentEverything(): Promise<void> {
     i,
   }));
   decoded.sort((a, b) => b.area - a.area);
-  const colours = decoded.map((_, i) => hsl((i * 137.508) % 360));
+  const colours = decoded.map((_, i) => nthColour(i));
   everything = { masks: decoded.map((d) => d.mask), scores: decoded.map((d) => d.score), colours };
   img.prompter.reset();
   hover = null;
@@ -255,14 +256,6 @@ async function segmentEverything(): Promise<void> {
   const found = `${decoded.length} mask${decoded.length === 1 ? "" : "s"}`;
   $<HTMLParagraphElement>("everything-info").textContent = `${found}${seconds}. Click masks to accept or drop them.`;
   showMessage(`${found} found. Click the ones to keep.`);
-}
-
-function hsl(hue: number): Colour {
-  const f = (n: number) => {
-    const k = (n + hue / 30) % 12;
-    return Math.round(255 * (0.55 - 0.45 * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
-  };
-  return [f(0), f(8), f(4)];
 }
 
 function pickEverything(x: number, y: number): void {
