@@ -1,0 +1,137 @@
+"""The streaming tracker: frames one at a time (a file, a webcam, a stream), each frame embedded
+once and shared by every object on it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..inference.embedding import Embedding
+from ..inference.predictor import Predictor
+from ..inference.prompts import check_image
+from .follow import ObjectState, keep, mismatch, propagate, start
+from .prompts import ObjectPrompt, TrackedMask, TrackSettings, VideoInputError
+from .reacquire import search
+
+
+class VideoTracker:
+    """Follows prompted objects through frames given one at a time.
+
+    ``add_prompt`` takes a prompt for the next frame to be stepped (starting or re-conditioning
+    its object there) or for the frame just stepped (decoded at once on its embedding; see
+    :attr:`masks`). ``step`` embeds a frame once and returns every object's mask on it.
+    Frame indices count from ``start_index`` by ``direction`` (``-1`` walks a clip backwards,
+    as :func:`~segany.video.propagation.track` does before a prompt frame).
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        settings: TrackSettings | None = None,
+        *,
+        start_index: int = 0,
+        direction: int = 1,
+    ) -> None:
+        if direction not in (1, -1):
+            raise ValueError(f"direction must be 1 or -1, got {direction}")
+        self.predictor = predictor
+        self.settings = settings or TrackSettings()
+        self.direction = direction
+        self.next_index = start_index
+        self._pending: dict[int, ObjectPrompt] = {}
+        self._states: dict[int, ObjectState] = {}
+        self._image: np.ndarray | None = None
+        self._embedding: Embedding | None = None
+        self._masks: dict[int, TrackedMask] = {}
+
+    @property
+    def frame_index(self) -> int | None:
+        """Index of the frame last stepped (``None`` before the first)."""
+        return None if self._image is None else self.next_index - self.direction
+
+    @property
+    def masks(self) -> dict[int, TrackedMask]:
+        """Every object's mask on the frame last stepped, by object id."""
+        return dict(self._masks)
+
+    @property
+    def object_ids(self) -> list[int]:
+        return sorted({*self._states, *self._pending})
+
+    def add_prompt(self, prompt: ObjectPrompt) -> None:
+        """Start or re-condition an object on the next frame, or on the current one."""
+        if prompt.frame_index == self.next_index:
+            self._pending[prompt.object_id] = prompt
+        elif self._image is not None and prompt.frame_index == self.frame_index:
+            assert self._embedding is not None
+            self._masks[prompt.object_id] = self._start(prompt, self._image, self._embedding)
+        else:
+            now = "" if self.frame_index is None else f"the current frame {self.frame_index} or "
+            raise VideoInputError(
+                f"object {prompt.object_id}: a prompt on frame {prompt.frame_index}, but the "
+                f"tracker takes prompts for {now}the next frame {self.next_index}"
+            )
+
+    def step(self, frame: np.ndarray) -> dict[int, TrackedMask]:
+        """Embed one ``(H, W, 3)`` uint8 RGB frame and return every object's mask on it."""
+        check_image(frame)
+        if self._image is not None and frame.shape != self._image.shape:
+            raise VideoInputError(
+                f"frame {self.next_index} is {frame.shape[1]}x{frame.shape[0]}, but the earlier "
+                f"frames are {self._image.shape[1]}x{self._image.shape[0]}"
+            )
+        pending, self._pending = self._pending, {}
+        for prompt in pending.values():
+            prompt.check_frame(*frame.shape[:2])
+        embedding = self.predictor.embed(frame)
+        previous = self._image
+        self._image, self._embedding = frame, embedding
+        masks = {p.object_id: self._start(p, frame, embedding) for p in pending.values()}
+        for object_id, state in self._states.items():
+            if object_id not in masks:
+                assert previous is not None
+                taken = _union([m.mask for m in masks.values()], frame.shape[:2])  # earlier objects
+                masks[object_id] = self._follow(state, frame, previous, embedding, taken)
+        self._masks = dict(sorted(masks.items()))
+        self.next_index += self.direction
+        return self.masks
+
+    def _start(self, prompt: ObjectPrompt, image: np.ndarray, embedding: Embedding) -> TrackedMask:
+        prompt.check_frame(*image.shape[:2])
+        state, mask, score = start(self.predictor, embedding, image, prompt)
+        self._states[prompt.object_id] = state
+        return TrackedMask(prompt.object_id, prompt.frame_index, mask, score, state.lost)
+
+    def _follow(
+        self,
+        state: ObjectState,
+        image: np.ndarray,
+        previous: np.ndarray,
+        embedding: Embedding,
+        taken: np.ndarray,
+    ) -> TrackedMask:
+        """The object on a new frame: followed from its last result, or searched for when that
+        fails or it was already lost."""
+        index, settings = self.next_index, self.settings
+        score = 0.0
+        if not state.lost:
+            mask, logits, score = propagate(
+                self.predictor, embedding, image, previous, state, settings
+            )
+            if mismatch(state, image, mask, score, settings) is not None:
+                keep(state, image, mask, logits, settings)
+                return TrackedMask(state.object_id, index, mask, score, False)
+        state.lost_frames += 1
+        found = search(self.predictor, embedding, image, state, settings, taken)
+        if found is None:
+            empty = np.zeros(image.shape[:2], dtype=bool)
+            return TrackedMask(state.object_id, index, empty, score, True)
+        mask, logits, score = found
+        keep(state, image, mask, logits, settings)
+        return TrackedMask(state.object_id, index, mask, score, False)
+
+
+def _union(masks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape, dtype=bool)
+    for mask in masks:
+        out |= mask
+    return out
