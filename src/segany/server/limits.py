@@ -37,11 +37,12 @@ class Limits:
             "max_pending",
             "max_export_masks",
             "max_video_frames",
-            "max_video_seconds",
             "max_video_pixels",
             "max_video_sessions",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.max_video_seconds > 0:
+            raise ValueError(f"max_video_seconds must be > 0, got {self.max_video_seconds}")
         if self.cache_bytes < 0:
             raise ValueError(f"cache_bytes must be >= 0, got {self.cache_bytes}")

@@ -11,6 +11,7 @@ uploads and clicks on images interleave with a long propagation instead of waiti
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from anyio import to_thread
 
+from ..formats.boxes import mask_bbox_xywh
 from ..formats.images import decode_image
 from ..formats.rle import encode_coco_rle
 from ..inference.embedding import Embedding
@@ -34,12 +36,15 @@ log = logging.getLogger(__name__)
 
 
 def object_record(object_id: int, mask: np.ndarray, score: float, lost: bool) -> dict[str, Any]:
-    """The JSON of one object's mask on one frame (compressed COCO RLE)."""
+    """The JSON of one object's mask on one frame (compressed COCO RLE), with its area and
+    XYWH box for the downloaded file."""
     return {
         "object_id": int(object_id),
         "mask": encode_coco_rle(mask),
         "score": float(score),
         "lost": bool(lost),
+        "area": int(mask.sum()),
+        "bbox": mask_bbox_xywh(mask),
     }
 
 
@@ -105,7 +110,7 @@ class VideoService:
                 object_id=request.object_id,
                 frame_index=index,
                 points=np.asarray(request.points, np.float64) if request.points else None,
-                labels=np.asarray(request.labels) if request.points else None,
+                labels=np.asarray(request.labels) if request.labels else None,
                 box=np.asarray(request.box, np.float64) if request.box is not None else None,
             )
             prompt.check_frame(session.height, session.width)
@@ -211,6 +216,42 @@ class VideoService:
         ]
         state = session.job.state if session.job is not None else "idle"
         return {"frames": frames, "next": max(stop, start), "state": state}
+
+    def export(self, token: str) -> tuple[bytes, str]:
+        """The tracked masks as an SA-V-like file (the layout of ``segany track``'s
+        ``masklets.json``): (content, file name)."""
+        session = self.get(token)
+        if session.job is None or session.job.state != "done":
+            raise ApiError(409, "no tracked masks yet: track the objects first, then download")
+        document = masklets_document(session)
+        stem = Path(session.name).stem or "video"
+        return json.dumps(document).encode(), f"{stem}.masklets.json"
+
+
+def masklets_document(session: VideoSession) -> dict[str, Any]:
+    """Header (the video, the object ids) and one record per object and frame, frames in order."""
+    records = [
+        {
+            "object_id": r["object_id"],
+            "frame_index": index,
+            "segmentation": r["mask"],
+            "score": round(r["score"], 5),
+            "lost": r["lost"],
+            "area": r["area"],
+            "bbox": r["bbox"],
+        }
+        for index in sorted(session.tracked)
+        for r in session.tracked[index]
+    ]
+    video = {
+        "file_name": session.name,
+        "height": session.height,
+        "width": session.width,
+        "frame_count": session.frames,
+        "fps": session.fps,
+    }
+    objects = session.job.objects if session.job is not None else []
+    return {"video": video, "objects": objects, "masklets": records}
 
 
 def _next_frame(steps: Any) -> tuple[int, list[dict[str, Any]]] | None:

@@ -115,25 +115,33 @@ def decode_video(data: bytes, folder: Path, limits: Limits) -> tuple[int, int, i
     """Write the upload into ``folder`` and decode it into JPEG frames there: (frames, height,
     width, fps). 415 for what is not a video, 422/413 past the limits."""
     try:
-        from ..video import open_frames
+        from ..video import VideoInputError, open_frames
     except ImportError:
         raise ApiError(501, NOT_INSTALLED) from None
     path = folder / VIDEO_FILE
     path.write_bytes(data)
     try:
         source = open_frames(path)
-        count, fps = len(source), float(source.fps or 0.0)
-    except (ValueError, OSError) as exc:
-        raise ApiError(415, f"upload: not a video PyAV can read ({exc})") from None
-    check_length(count, fps, limits)
-    frames = folder / FRAMES_DIR
-    frames.mkdir()
-    height = width = 0
-    for index in range(count):
-        frame = source[index]
-        height, width = frame.shape[:2]
-        check_frame_size(height, width, limits)
-        Image.fromarray(frame).save(frames / frame_name(index), quality=JPEG_QUALITY)
+    except VideoInputError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise ApiError(415, f"upload: {reason}; accepted: MP4, WebM, MOV, AVI, GIF…") from None
+    try:
+        count, fps = len(source), float(source.fps)
+        check_length(count, fps, limits)
+        frames = folder / FRAMES_DIR
+        frames.mkdir()
+        height = width = 0
+        for index in range(count):  # in order: each frame is decoded once
+            frame = source[index]
+            height, width = frame.shape[:2]
+            check_frame_size(height, width, limits)
+            Image.fromarray(frame).save(frames / frame_name(index), quality=JPEG_QUALITY)
+    except VideoInputError as exc:
+        raise ApiError(422, f"upload: {str(exc).removeprefix(f'{path}: ')}") from None
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     path.unlink()  # the frames are what the session uses
     return count, height, width, fps
 

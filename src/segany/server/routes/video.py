@@ -120,4 +120,12 @@ def video_router(video: VideoService) -> APIRouter:
         """Tracked masks, frame by frame in the order the tracker gave them, from ``start``."""
         return video.masks(session_id, start)
 
+    @router.get("/{session_id}/export", responses=binary("application/json"))
+    async def export(session_id: str = SessionId) -> Response:
+        """The tracked masks as an SA-V-like JSON file: the video, the object ids, and one
+        record per object and frame (COCO RLE, score, lost, area, XYWH box)."""
+        data, name = video.export(session_id)
+        headers = {"content-disposition": f'attachment; filename="{name}"'}
+        return Response(data, media_type="application/json", headers=headers)
+
     return router
