@@ -16,7 +16,15 @@ from fastapi.testclient import TestClient
 from segany.checkpoints import load
 from segany.formats.rle import decode_coco_rle
 from segany.server import Limits, SegmentService, create_app
-from video_helpers import FRAMES, HEIGHT, WIDTH, deepest_point, iou, moving_clip
+from video_helpers import (
+    FRAMES,
+    HEIGHT,
+    WIDTH,
+    bundled_decoder,
+    deepest_point,
+    iou,
+    moving_clip,
+)
 
 MIN_IOU = 0.85  # the bundled model on the moving object, on every frame
 
@@ -33,11 +41,13 @@ def clip():
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("video-cache")
+    return tmp_path_factory.mktemp("video-cache"), bundled_decoder(tmp_path_factory)
 
 
 def make_client(model, cache, **limits) -> TestClient:
-    return TestClient(create_app(SegmentService(model, cache, Limits(**limits)), static_dir=None))
+    folder, decoder = cache
+    service = SegmentService(model, folder, Limits(**limits), decoder_path=decoder)
+    return TestClient(create_app(service, static_dir=None))
 
 
 @pytest.fixture(scope="module")

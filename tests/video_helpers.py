@@ -1,11 +1,13 @@
 """A short clip for the video page's tests: the largest whole object of a generated scene
 (:mod:`segany.data.scenes`) moving right across another scene, with its exact mask per frame,
-written as an mp4 with the tracker's own :class:`~segany.video.VideoWriter`."""
+written as an mp4 with the tracker's own :class:`~segany.video.VideoWriter`; and the bundled
+model's decoder graph, exported once for both test modules of the video page."""
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -62,6 +64,7 @@ def mp4_bytes(frames: list[np.ndarray], fps: float = FPS) -> bytes:
         return path.read_bytes()
 
 
+@cache
 def moving_clip(frames: int = FRAMES) -> MovingClip:
     images, truth = moving_frames(frames)
     return MovingClip(images, truth, mp4_bytes(images))
@@ -76,3 +79,17 @@ def deepest_point(mask: np.ndarray) -> tuple[float, float]:
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+_decoder: list[Path] = []
+
+
+def bundled_decoder(tmp_path_factory) -> Path:
+    """The bundled model's decoder graph (the page's), exported once per test session."""
+    from segany.checkpoints import load
+    from segany.server import SegmentService
+
+    if not _decoder:
+        folder = tmp_path_factory.mktemp("video-decoder")
+        _decoder.append(SegmentService(load("tiny"), folder).ensure_decoder())
+    return _decoder[0]

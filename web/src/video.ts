@@ -277,7 +277,7 @@ async function download(): Promise<void> {
     return;
   }
   const blob = await videoApi.exportMasks(video);
-  const file = `${video.name.replace(/\.[^.]*$/, "") || "video"}.sav.json`;
+  const file = `${video.name.replace(/\.[^.]*$/, "") || "video"}.masklets.json`;
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
   link.download = file;
