@@ -104,7 +104,8 @@ def test_click_track_and_read_masks_that_follow_the_object(client, clip):
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["frame_index"] == 3
-    assert iou(decode_coco_rle(answer.json()["mask"]), clip.truth[3]) >= 0.9
+    clicked = decode_coco_rle(answer.json()["mask"])
+    assert iou(clicked, clip.truth[3]) >= 0.9
     # a second object: a box around the same object on frame 6
     ys, xs = np.nonzero(clip.truth[6])
     box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
@@ -122,7 +123,9 @@ def test_click_track_and_read_masks_that_follow_the_object(client, clip):
         for object_id in (1, 2):
             value = iou(masks[index][object_id], truth)
             assert value >= MIN_IOU, f"object {object_id}, frame {index}: IoU {value:.2f}"
+    np.testing.assert_array_equal(masks[3][1], clicked)  # tracking starts from what was shown
     assert client.get(f"{video}/masks?start=5").json()["frames"][0]["frame_index"] == 5
+    assert client.post(f"{video}/track").json()["state"] == "done"  # same prompts: kept
 
     exported = client.get(f"{video}/export")
     assert exported.status_code == 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..formats.images import decode_image
 from ..formats.rle import encode_coco_rle
 from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
-from .errors import ApiError
+from .errors import ApiError, too_large_message
 from .limits import Limits
 from .video_schemas import PromptRequest
 from .video_sessions import TrackJob, VideoSession, VideoSessions, decode_video
@@ -65,16 +66,14 @@ class VideoService:
     async def open(self, data: bytes, name: str) -> VideoSession:
         """Decode an uploaded video into a new session."""
         if len(data) > self.limits.max_upload_bytes:
-            raise ApiError(
-                413, f"upload: larger than the limit of {self.limits.max_upload_bytes:,} bytes"
-            )
+            raise ApiError(413, too_large_message(self.limits))
         token, folder = self.sessions.new_folder()
         try:
             frames, height, width, fps = await self.workers.decode(
                 decode_video, data, folder, self.limits
             )
         except BaseException:
-            await to_thread.run_sync(lambda: _remove(folder))
+            await to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
             raise
         session = VideoSession(token, name, folder, width, height, frames, fps)
         self.sessions.add(session)
@@ -153,11 +152,12 @@ class VideoService:
 
     # ----------------------------------------------------------------------- tracking
     def track(self, token: str) -> dict[str, Any]:
-        """Start following every prompted object through the clip (a running job is kept)."""
+        """Start following every prompted object through the clip; a job running or done for
+        the same prompts is kept (a change of prompts drops it)."""
         session = self.get(token)
         if not session.prompts:
             raise ApiError(409, "nothing to track: prompt an object on a frame first")
-        if session.job is None or session.job.state != "running":
+        if session.job is None or session.job.state in ("failed", "cancelled"):
             session.tracked.clear()
             session.order.clear()
             objects = sorted({k[0] for k in session.prompts})
@@ -183,6 +183,8 @@ class VideoService:
                 job.done = len(session.order)
             job.state = "cancelled" if job.cancelled else "done"
         except Exception as exc:  # the job's answer, read by the page through its status
+            if job.cancelled:  # the session closed under it: nobody waits for this job
+                return
             log.exception("tracking failed")
             job.state, job.error = "failed", f"tracking failed: {exc}"
 
@@ -271,9 +273,3 @@ def _read_frame(path: Path) -> np.ndarray:
         return decode_image(path.read_bytes(), max_pixels=None)
     except FileNotFoundError:
         raise ApiError(404, "this video was closed: open it again") from None
-
-
-def _remove(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
