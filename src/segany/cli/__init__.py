@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         export,
         segment,
         serve,
+        track,
         train,
     )
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         evaluate,
         export,
         engine,
+        track,
     ):
         room.register(sub)
     return parser

@@ -21,7 +21,8 @@ INFO = {"description": "segany masks"}
 
 def coco_annotation(ann_id: int, image_id: int, record: dict[str, Any]) -> dict[str, Any]:
     """A COCO annotation from a mask record (COCO-RLE ``segmentation``, ``bbox``, ``area`` and
-    optional generator scores, kept as extra keys; ``score`` is the predicted IoU or 1)."""
+    optional generator scores and a video's ``object_id``, kept as extra keys; ``score`` is
+    the predicted IoU or 1)."""
     annotation = {
         "id": ann_id,
         "image_id": image_id,
@@ -31,7 +32,7 @@ def coco_annotation(ann_id: int, image_id: int, record: dict[str, Any]) -> dict[
         "bbox": record["bbox"],
         "area": record["area"],
     }
-    for key in ("predicted_iou", "stability_score", "point_coords", "crop_box"):
+    for key in ("predicted_iou", "stability_score", "point_coords", "crop_box", "object_id"):
         if key in record:
             annotation[key] = record[key]
     annotation["score"] = record.get("predicted_iou", 1.0)
