@@ -11,7 +11,6 @@ uploads and clicks on images interleave with a long propagation instead of waiti
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 from anyio import to_thread
 
-from ..formats.boxes import mask_bbox_xywh
 from ..formats.images import decode_image
 from ..formats.rle import encode_coco_rle
 from ..inference.embedding import Embedding
@@ -33,19 +31,17 @@ from .workers import Workers
 
 EMBEDDINGS_KEPT = 4  # frame embeddings kept per session for further clicks
 MAX_PAGE = 1000  # tracked frames in one answer
+EXPORT_DIR = "export"  # the download, written while tracking
 log = logging.getLogger(__name__)
 
 
 def object_record(object_id: int, mask: np.ndarray, score: float, lost: bool) -> dict[str, Any]:
-    """The JSON of one object's mask on one frame (compressed COCO RLE), with its area and
-    XYWH box for the downloaded file."""
+    """The JSON of one object's mask on one frame (compressed COCO RLE)."""
     return {
         "object_id": int(object_id),
         "mask": encode_coco_rle(mask),
         "score": float(score),
         "lost": bool(lost),
-        "area": int(mask.sum()),
-        "bbox": mask_bbox_xywh(mask),
     }
 
 
@@ -166,23 +162,40 @@ class VideoService:
         return self.status(token)
 
     async def _run(self, session: VideoSession, job: TrackJob) -> None:
+        """The job: the tracker one frame per compute slot, each frame's masks kept for the
+        page and written to the download (the writer of ``segany track``'s masklets.json)."""
         from ..video import open_frames, track
+        from ..video.outputs import TrackOutputs
 
         prompts = list(session.prompts.values())
+        outputs = None
         try:
             frames = await to_thread.run_sync(open_frames, session.frames_dir)
+            outputs = TrackOutputs(
+                session.folder / EXPORT_DIR,
+                (),
+                video_name=session.name,
+                size=(session.height, session.width),
+                frame_count=session.frames,
+                fps=session.fps,
+                object_ids=job.objects,
+            )
             steps = iter(track(self.predictor, frames, prompts))
             while not job.cancelled:
-                item = await self.workers.compute(_next_frame, steps)
+                item = await self.workers.compute(_next_frame, steps, outputs)
                 if item is None or job.cancelled:
                     break
-                index, records = item
-                if index not in session.tracked:
-                    session.order.append(index)
-                session.tracked[index] = records
+                session.add_tracked(*item)
                 job.done = len(session.order)
-            job.state = "cancelled" if job.cancelled else "done"
+            if job.cancelled:
+                outputs.abort()
+                job.state = "cancelled"
+            else:
+                await to_thread.run_sync(outputs.close)
+                job.state = "done"
         except Exception as exc:  # the job's answer, read by the page through its status
+            if outputs is not None:
+                outputs.abort()
             if job.cancelled:  # the session closed under it: nobody waits for this job
                 return
             log.exception("tracking failed")
@@ -220,48 +233,28 @@ class VideoService:
         return {"frames": frames, "next": max(stop, start), "state": state}
 
     def export(self, token: str) -> tuple[bytes, str]:
-        """The tracked masks as an SA-V-like file (the layout of ``segany track``'s
-        ``masklets.json``): (content, file name)."""
+        """The tracked masks as ``segany track``'s SA-V-like ``masklets.json``: (content,
+        file name)."""
         session = self.get(token)
         if session.job is None or session.job.state != "done":
             raise ApiError(409, "no tracked masks yet: track the objects first, then download")
-        document = masklets_document(session)
-        stem = Path(session.name).stem or "video"
-        return json.dumps(document).encode(), f"{stem}.masklets.json"
+        from ..video.outputs import MASKLETS
+
+        try:
+            data = (session.folder / EXPORT_DIR / MASKLETS).read_bytes()
+        except FileNotFoundError:  # closed meanwhile
+            raise ApiError(404, "this video was closed: open it again") from None
+        return data, f"{Path(session.name).stem or 'video'}.masklets.json"
 
 
-def masklets_document(session: VideoSession) -> dict[str, Any]:
-    """Header (the video, the object ids) and one record per object and frame, frames in order."""
-    records = [
-        {
-            "object_id": r["object_id"],
-            "frame_index": index,
-            "segmentation": r["mask"],
-            "score": round(r["score"], 5),
-            "lost": r["lost"],
-            "area": r["area"],
-            "bbox": r["bbox"],
-        }
-        for index in sorted(session.tracked)
-        for r in session.tracked[index]
-    ]
-    video = {
-        "file_name": session.name,
-        "height": session.height,
-        "width": session.width,
-        "frame_count": session.frames,
-        "fps": session.fps,
-    }
-    objects = session.job.objects if session.job is not None else []
-    return {"video": video, "objects": objects, "masklets": records}
-
-
-def _next_frame(steps: Any) -> tuple[int, list[dict[str, Any]]] | None:
-    """The tracker's next frame as JSON records (made in the worker thread), ``None`` at the end."""
+def _next_frame(steps: Any, outputs: Any) -> tuple[int, list[dict[str, Any]]] | None:
+    """The tracker's next frame (in the worker thread): written to ``outputs`` and returned as
+    JSON records; ``None`` at the end."""
     item = next(steps, None)
     if item is None:
         return None
     index, masks = item
+    outputs.add(index, None, masks)
     records = [
         object_record(m.object_id, m.mask, m.score, m.lost) for _, m in sorted(masks.items())
     ]

@@ -77,6 +77,12 @@ class VideoSession:
             raise ApiError(404, f"no frame {index}: the video has frames 0 to {self.frames - 1}")
         return self.frames_dir / frame_name(index)
 
+    def add_tracked(self, index: int, records: list[dict[str, Any]]) -> None:
+        """A tracked frame's masks (JSON records, one per object)."""
+        if index not in self.tracked:
+            self.order.append(index)
+        self.tracked[index] = records
+
     def forget_tracking(self) -> None:
         """Drop the tracked masks (the prompts changed) and stop a running job."""
         if self.job is not None and self.job.state == "running":
