@@ -74,6 +74,7 @@ function render(): void {
   renderOverlay();
   renderPrompts();
   renderObjects();
+  renderTicks();
   if (video) {
     slider.value = String(frame());
     $<HTMLSpanElement>("frame-label").textContent = `frame ${frame() + 1} / ${video.frames}`;
@@ -94,6 +95,14 @@ function renderOverlay(): void {
 function renderPrompts(drag: Box | null = null): void {
   const mine = current === null ? undefined : prompts.get(key(frame(), current));
   stage.drawPrompts(mine?.points ?? [], drag ?? mine?.box ?? null, drag !== null);
+}
+
+/** Ticks on the slider at the frames that carry prompts. */
+function renderTicks(): void {
+  const frames = [...new Set([...prompts.keys()].map((k) => Number(k.split(":")[0])))].sort((a, b) => a - b);
+  $<HTMLDataListElement>("prompted").replaceChildren(
+    ...frames.map((f) => Object.assign(document.createElement("option"), { value: String(f) })),
+  );
 }
 
 function renderObjects(): void {
@@ -223,6 +232,7 @@ function edit(update: (previous: FramePrompts) => FramePrompts): void {
         prompts.delete(k);
         book!.dropPrompted(objectId, index);
       } else {
+        showMessage(`Object ${objectId} on frame ${index + 1}: asking the server…`);
         const result = await videoApi.prompt(v, objectId, index, next.points, next.box);
         if (video !== v) return;
         prompts.set(k, next);
