@@ -4,6 +4,7 @@ the moving object), download them; and every bad input answered 4xx with a messa
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -197,3 +198,8 @@ def test_the_least_recently_used_video_is_closed_past_the_limit(model, cache, cl
         second = open_clip(client, clip.mp4)
         assert_error(client.get(f"/api/videos/{first['id']}"), 404, "unknown video session")
         assert client.get(f"/api/videos/{second['id']}").status_code == 200
+
+
+def test_without_pyav_the_answer_says_what_to_install(client, clip, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` fails as if not installed
+    assert_error(client.post("/api/videos", content=clip.mp4), 501, "pip install 'segany[video]'")

@@ -128,6 +128,8 @@ def decode_video(data: bytes, folder: Path, limits: Limits) -> tuple[int, int, i
     path.write_bytes(data)
     try:
         source = open_frames(path)
+    except ImportError:  # PyAV is imported when a video file is opened
+        raise ApiError(501, NOT_INSTALLED) from None
     except VideoInputError as exc:
         reason = str(exc).removeprefix(f"{path}: ")
         raise ApiError(415, f"upload: {reason}; accepted: MP4, WebM, MOV, AVI, GIF…") from None
