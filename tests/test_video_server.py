@@ -203,3 +203,20 @@ def test_the_least_recently_used_video_is_closed_past_the_limit(model, cache, cl
 def test_without_pyav_the_answer_says_what_to_install(client, clip, monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` fails as if not installed
     assert_error(client.post("/api/videos", content=clip.mp4), 501, "pip install 'segany[video]'")
+
+
+def test_a_cancelled_job_stops_and_can_be_run_again(client, clip):
+    info = open_clip(client, clip.mp4)
+    video = f"/api/videos/{info['id']}"
+    x, y = deepest_point(clip.truth[-1])
+    last = {"object_id": 1, "frame_index": FRAMES - 1, "points": [[x, y]]}
+    assert client.post(f"{video}/prompts", json=last).status_code == 200
+    client.post(f"{video}/track")  # the walk back from the last frame comes first: ~1 s
+    assert client.post(f"{video}/track/cancel").json()["state"] == "cancelled"
+    time.sleep(0.5)
+    status = client.get(f"{video}/track").json()
+    assert status["state"] == "cancelled" and status["done"] < FRAMES
+    assert_error(client.get(f"{video}/export"), 409, "track the objects first")
+    assert client.post(f"{video}/track").json()["state"] == "running"
+    assert wait_for_tracking(client, info["id"])["done"] == FRAMES
+    assert client.get(f"{video}/export").status_code == 200
