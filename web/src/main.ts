@@ -6,6 +6,7 @@ import * as api from "./api";
 import { idle, track } from "./busy";
 import { nthColour } from "./colours";
 import { Decoder, type ModelInfo, threadCount } from "./decoder";
+import { baseName, saveBlob } from "./files";
 import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
 import { type Candidate, enqueue, Prompter, type Prompts, type RunKind, type Step } from "./prompting";
@@ -289,15 +290,9 @@ async function download(format: api.ExportFormat): Promise<void> {
   const { width, height, name } = image;
   const masks = chosen.map((c) => ({ size: [height, width] as [number, number], counts: encodeRuns(c.mask, height, width) }));
   const blob = await api.exportMasks(image.info.id, format, masks, chosen.map((c) => c.score), name);
-  const base = name.replace(/\.[^.]*$/, "") || "image";
+  const base = baseName(name, "image");
   const file = format === "coco" ? `${base}.coco.json` : `${base}-${format}.png`;
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = file;
-  document.body.appendChild(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  saveBlob(blob, file);
   showMessage(`Downloaded ${file} (${chosen.length} mask${chosen.length > 1 ? "s" : ""}).`);
 }
 

@@ -7,6 +7,7 @@ import "./style.css";
 import * as api from "./api";
 import { idle, track } from "./busy";
 import { nthColour } from "./colours";
+import { baseName, saveBlob } from "./files";
 import type { Box, Point } from "./geometry";
 import { enqueue } from "./prompting";
 import { encodeRuns } from "./rle";
@@ -287,14 +288,8 @@ async function download(): Promise<void> {
     return;
   }
   const blob = await videoApi.exportMasks(video);
-  const file = `${video.name.replace(/\.[^.]*$/, "") || "video"}.masklets.json`;
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = file;
-  document.body.appendChild(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  const file = `${baseName(video.name, "video")}.masklets.json`;
+  saveBlob(blob, file);
   showMessage(`Downloaded ${file}.`);
 }
 
