@@ -133,6 +133,8 @@ def test_streaming_tracker_shares_one_embedding_per_frame(predictor, clip):
     assert tracker.frame_index == 2
     with pytest.raises(VideoInputError, match="next frame 3"):
         tracker.add_prompt(ObjectPrompt(1, 7, points=[[60, 80]]))
+    tracker.remove_object(2)
+    assert sorted(tracker.step(frames[3])) == [1]
 
 
 def write_mp4(path, frames, fps: int = 10) -> None:
@@ -160,6 +162,21 @@ def test_video_frames_by_index_in_any_order(mp4, clip):
     for index in range(FRAMES):
         assert np.array_equal(backwards[index], forwards[index])
         assert np.abs(forwards[index].astype(int) - clip[0][index]).mean() < 4
+
+
+def test_folder_of_frames(clip, tmp_path):
+    for index, frame in enumerate(clip[0][:3]):
+        cv2.imwrite(str(tmp_path / f"{index:03d}.png"), frame[..., ::-1])
+    frames = open_frames(tmp_path)
+    assert len(frames) == 3 and all(np.array_equal(frames[i], clip[0][i]) for i in range(3))
+    cv2.imwrite(str(tmp_path / "003.png"), np.zeros((10, 10, 3), np.uint8))
+    frames = open_frames(tmp_path)
+    assert frames[0].shape == (256, 256, 3)
+    with pytest.raises(VideoInputError, match="but the other frames are 256x256"):
+        frames[3]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoInputError, match="no image files"):
+        open_frames(tmp_path / "empty")
 
 
 def test_cli_track_end_to_end(mp4, clip, tmp_path, capsys):
@@ -224,3 +241,25 @@ def test_outputs_of_a_failed_run_leave_nothing_half_written(tmp_path, clip):
         outputs.add(0, clip[0][0], {})
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lost_object_is_not_confused_with_its_twin(predictor):
+    """Two identical red ellipses side by side; the left one vanishes for frames 2-3. It must
+    be lost there (not take over its twin's mask, which another object holds), and come back."""
+    background = generate_scene(5, SceneConfig(min_objects=2, max_objects=3)).image
+    frames, truth = [], {1: [], 2: []}
+    for t in range(6):
+        left = shape("ellipse", (70, 80 + 10 * t)) & (t not in (2, 3))
+        right = shape("ellipse", (150, 90 + 10 * t))
+        image = background.copy()
+        image[left] = image[right] = (220, 40, 40)
+        frames.append(image)
+        truth[1].append(left)
+        truth[2].append(right)
+    prompts = [ObjectPrompt(1, 0, points=[[70, 80]]), ObjectPrompt(2, 0, points=[[150, 90]])]
+    for index, masks in track(predictor, frames, prompts):
+        assert iou(masks[2].mask, truth[2][index]) > IOU_FLOOR
+        if index in (2, 3):
+            assert masks[1].lost and not masks[1].mask.any()
+        else:
+            assert iou(masks[1].mask, truth[1][index]) > IOU_FLOOR

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import CliError, check_writable
 from .common import add_model_options, load_predictor, parse_box, parse_point
+
+if TYPE_CHECKING:
+    from ..inference.predictor import Predictor
+    from ..video import TrackSettings
 
 EXAMPLES = """examples:
   segany track clip.mp4 --frame 0 --point 320,240 --output tracked/
@@ -104,19 +108,40 @@ def collect_prompts(items: list[tuple[str, Any]]) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..video import TrackSettings, open_frames, track
-    from ..video.outputs import TrackOutputs
+    from ..video import TrackSettings, open_frames
     from ..video.propagation import check_prompts
 
     prompts = collect_prompts(args.prompt_items)
     settings = TrackSettings(min_score=args.min_score)
-    check_writable(args.output, folder=True)
     frames = open_frames(args.video)
     check_prompts(frames, prompts)
-    height, width = frames[prompts[0].frame_index].shape[:2]
-    object_ids = sorted({p.object_id for p in prompts})
+    check_writable(args.output, folder=True)  # all before the model loads
     predictor = load_predictor(args)
+    try:
+        lost = track_into_folder(args, frames, prompts, predictor, settings)
+    finally:
+        print(file=sys.stderr)  # ends the progress line, before any error message
+    objects = len({p.object_id for p in prompts})
+    print(
+        f"tracked {objects} object(s) over {len(frames)} frames "
+        f"({lost} object-frames lost) -> {args.output}"
+    )
+    return 0
+
+
+def track_into_folder(
+    args: argparse.Namespace,
+    frames: Any,
+    prompts: list[Any],
+    predictor: Predictor,
+    settings: TrackSettings,
+) -> int:
+    """Track, writing each frame's results as they come; returns the lost object-frames."""
+    from ..video import track
+    from ..video.outputs import TrackOutputs
+
     formats = tuple(dict.fromkeys(args.format or ("png", "overlay")))
+    height, width = frames[prompts[0].frame_index].shape[:2]
     lost = 0
     with TrackOutputs(
         args.output,
@@ -125,15 +150,10 @@ def run(args: argparse.Namespace) -> int:
         size=(height, width),
         frame_count=len(frames),
         fps=frames.fps,
-        object_ids=object_ids,
+        object_ids=sorted({p.object_id for p in prompts}),
     ) as outputs:
         for index, masks in track(predictor, frames, prompts, settings):
             outputs.add(index, frames[index] if "overlay" in formats else None, masks)
             lost += sum(m.lost for m in masks.values())
             print(f"\rframe {index + 1}/{len(frames)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    print(
-        f"tracked {len(object_ids)} object(s) over {len(frames)} frames "
-        f"({lost} object-frames lost) -> {args.output}"
-    )
-    return 0
+    return lost

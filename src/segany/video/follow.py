@@ -104,9 +104,12 @@ def propagate(
     previous_image: np.ndarray,
     state: ObjectState,
     settings: TrackSettings,
+    others: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Decode the object on a new frame from its previous result: ``(H, W)`` mask,
-    ``(1, 4h, 4w)`` logits and predicted IoU (not yet judged)."""
+    ``(1, 4h, 4w)`` logits and predicted IoU (not yet judged). ``others`` ``(M, 2)``: XY
+    inside the other objects; those near this one become background points, so two alike
+    objects side by side are not merged into one mask."""
     height, width = state.mask.shape
     dx, dy = estimate_shift(previous_image, image, state.mask, settings.motion_search)
     moved = shift_mask(state.mask, dx, dy)
@@ -116,11 +119,19 @@ def propagate(
     cells = embedding.low_res_size / max(height, width)  # low-res cells per frame pixel
     logits = shift_logits(state.logits, dx * cells, dy * cells)
     box = grow_box(mask_box(moved), settings.box_margin, height, width)  # type: ignore[arg-type]
-    point = interior_point(moved)
+    points = interior_point(moved)[None]  # type: ignore[index]
+    if others is not None and len(others):
+        x0, y0, x1, y1 = grow_box(box, 0.5, height, width)
+        near = (
+            (others[:, 0] >= x0) & (others[:, 0] < x1) & (others[:, 1] >= y0) & (others[:, 1] < y1)
+        )
+        inside = moved[others[:, 1].astype(int), others[:, 0].astype(int)]
+        points = np.concatenate([points, others[near & ~inside]])
+    labels = (np.arange(len(points)) == 0).astype(np.int64)
     prediction = predictor.predict(
         embedding,
-        points=point[None],  # type: ignore[index]
-        labels=np.ones(1, np.int64),
+        points=points,
+        labels=labels,
         boxes=box,
         mask_input=logits,
         multimask=False,

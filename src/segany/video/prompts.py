@@ -13,7 +13,7 @@ class VideoInputError(ValueError):
     frame. A ``ValueError``, so the CLI prints one ``error:`` line and exits 2."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared and hashed by identity
 class ObjectPrompt:
     """A prompt for one object on one frame, in original-frame pixels: ``points`` ``(N, 2)``
     float XY with ``labels`` ``(N,)`` (1 foreground, 0 background), and/or ``box`` ``(4,)``
@@ -65,7 +65,7 @@ class ObjectPrompt:
                 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrackedMask:
     """One object on one frame: ``mask`` ``(H, W)`` bool, ``score`` the decoder's predicted IoU,
     ``lost`` when the object is judged absent or occluded here (then the mask is empty)."""

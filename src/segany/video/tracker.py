@@ -9,6 +9,7 @@ from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
 from ..inference.prompts import check_image
 from .follow import ObjectState, keep, mismatch, propagate, start
+from .motion import interior_point
 from .prompts import ObjectPrompt, TrackedMask, TrackSettings, VideoInputError
 from .reacquire import search
 
@@ -71,6 +72,12 @@ class VideoTracker:
                 f"tracker takes prompts for {now}the next frame {self.next_index}"
             )
 
+    def remove_object(self, object_id: int) -> None:
+        """Stop following an object (from the next frame; its pending prompt is dropped)."""
+        self._states.pop(object_id, None)
+        self._pending.pop(object_id, None)
+        self._masks.pop(object_id, None)
+
     def step(self, frame: np.ndarray) -> dict[int, TrackedMask]:
         """Embed one ``(H, W, 3)`` uint8 RGB frame and return every object's mask on it."""
         check_image(frame)
@@ -79,18 +86,15 @@ class VideoTracker:
                 f"frame {self.next_index} is {frame.shape[1]}x{frame.shape[0]}, but the earlier "
                 f"frames are {self._image.shape[1]}x{self._image.shape[0]}"
             )
-        pending, self._pending = self._pending, {}
-        for prompt in pending.values():
+        for prompt in self._pending.values():
             prompt.check_frame(*frame.shape[:2])
+        pending, self._pending = self._pending, {}
         embedding = self.predictor.embed(frame)
         previous = self._image
         self._image, self._embedding = frame, embedding
         masks = {p.object_id: self._start(p, frame, embedding) for p in pending.values()}
-        for object_id, state in self._states.items():
-            if object_id not in masks:
-                assert previous is not None
-                taken = _union([m.mask for m in masks.values()], frame.shape[:2])  # earlier objects
-                masks[object_id] = self._follow(state, frame, previous, embedding, taken)
+        if previous is not None:
+            masks.update(self._follow_all(frame, previous, embedding, masks))
         self._masks = dict(sorted(masks.items()))
         self.next_index += self.direction
         return self.masks
@@ -101,33 +105,74 @@ class VideoTracker:
         self._states[prompt.object_id] = state
         return TrackedMask(prompt.object_id, prompt.frame_index, mask, score, state.lost)
 
-    def _follow(
+    def _follow_all(
         self,
-        state: ObjectState,
         image: np.ndarray,
         previous: np.ndarray,
         embedding: Embedding,
-        taken: np.ndarray,
-    ) -> TrackedMask:
-        """The object on a new frame: followed from its last result, or searched for when that
-        fails or it was already lost."""
+        prompted: dict[int, TrackedMask],
+    ) -> dict[int, TrackedMask]:
+        """Every object not prompted on this frame: followed from its last result; then those
+        lost (before or now) searched for among the pixels no other object holds."""
         index, settings = self.next_index, self.settings
-        score = 0.0
-        if not state.lost:
+        anchors = {o: interior_point(s.mask) for o, s in self._states.items() if not s.lost}
+        results: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+        missing: dict[int, float] = {}  # lost object -> the predicted IoU of its failed result
+        for object_id, state in self._states.items():
+            if object_id in prompted:
+                continue
+            if state.lost:
+                missing[object_id] = 0.0
+                continue
+            others = [a for o, a in anchors.items() if o != object_id and a is not None]
             mask, logits, score = propagate(
-                self.predictor, embedding, image, previous, state, settings
+                self.predictor,
+                embedding,
+                image,
+                previous,
+                state,
+                settings,
+                np.array(others).reshape(-1, 2),
             )
-            if mismatch(state, image, mask, score, settings) is not None:
-                keep(state, image, mask, logits, settings)
-                return TrackedMask(state.object_id, index, mask, score, False)
-        state.lost_frames += 1
-        found = search(self.predictor, embedding, image, state, settings, taken)
-        if found is None:
-            empty = np.zeros(image.shape[:2], dtype=bool)
-            return TrackedMask(state.object_id, index, empty, score, True)
-        mask, logits, score = found
-        keep(state, image, mask, logits, settings)
-        return TrackedMask(state.object_id, index, mask, score, False)
+            if mismatch(state, image, mask, score, settings) is None:
+                missing[object_id] = score
+            else:
+                results[object_id] = (mask, logits, score)
+        masks: dict[int, TrackedMask] = {}
+        held = [m.mask for m in prompted.values()]
+        for object_id in self._claim_order(results):
+            mask, logits, score = results[object_id]
+            if any((mask & other).sum() > 0.5 * min(mask.sum(), other.sum()) for other in held):
+                missing[object_id] = score  # another object holds it: this one is not there
+                continue
+            keep(self._states[object_id], image, mask, logits, settings)
+            masks[object_id] = TrackedMask(object_id, index, mask, score, False)
+            held.append(mask)
+        for object_id, score in missing.items():
+            state = self._states[object_id]
+            state.lost_frames += 1
+            held = [m.mask for o, m in {**prompted, **masks}.items() if o != object_id]
+            found = search(
+                self.predictor, embedding, image, state, settings, _union(held, image.shape[:2])
+            )
+            if found is None:
+                empty = np.zeros(image.shape[:2], dtype=bool)
+                masks[object_id] = TrackedMask(object_id, index, empty, score, True)
+                continue
+            mask, logits, score = found
+            keep(state, image, mask, logits, settings)
+            masks[object_id] = TrackedMask(object_id, index, mask, score, False)
+        return masks
+
+    def _claim_order(self, results: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> list[int]:
+        """Objects by how much their new mask overlaps their own last one, most first: when two
+        objects' results are one thing, it belongs to the one that was there."""
+
+        def overlap(object_id: int) -> float:
+            before, now = self._states[object_id].mask, results[object_id][0]
+            return float((before & now).sum() / max((before | now).sum(), 1))
+
+        return sorted(results, key=overlap, reverse=True)
 
 
 def _union(masks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
