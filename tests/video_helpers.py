@@ -1,5 +1,6 @@
 """A short clip for the video page's tests: the largest whole object of a generated scene
-(:mod:`segany.data.scenes`) moving right across another scene, with its exact mask per frame,
+(:mod:`segany.data.scenes`) moving right across another scene, with its exact mask per frame
+and that of a still object of the scene behind it (the largest in one piece, without parts),
 written as an mp4 with the tracker's own :class:`~segany.video.VideoWriter`; and the bundled
 model's decoder graph, exported once for both test modules of the video page."""
 
@@ -25,6 +26,7 @@ FPS = 8.0
 class MovingClip:
     frames: list[np.ndarray]  # (H, W, 3) uint8 RGB
     truth: list[np.ndarray]  # (H, W) bool: the moving object on each frame
+    still: list[np.ndarray]  # (H, W) bool: what shows of the still object on each frame
     mp4: bytes
 
 
@@ -65,9 +67,23 @@ def mp4_bytes(frames: list[np.ndarray], fps: float = FPS) -> bytes:
 
 
 @cache
+def still_object() -> np.ndarray:
+    """``(H, W)`` bool: the background scene's largest whole object in one piece, without
+    parts, as far as it lies in the clip's window."""
+    scene = generate_scene(7)
+    best = np.zeros((HEIGHT, WIDTH), bool)
+    for index, (mask, parent) in enumerate(zip(scene.masks, scene.parents)):
+        window = mask[:HEIGHT, :WIDTH]
+        pieces = cv2.connectedComponents(window.astype(np.uint8))[0] - 1
+        if parent < 0 and index not in scene.parents and pieces == 1 and window.sum() > best.sum():
+            best = window
+    return best
+
+
 def moving_clip(frames: int = FRAMES) -> MovingClip:
     images, truth = moving_frames(frames)
-    return MovingClip(images, truth, mp4_bytes(images))
+    still = [still_object() & ~moving for moving in truth]  # the moving object passes in front
+    return MovingClip(images, truth, still, mp4_bytes(images))
 
 
 def deepest_point(mask: np.ndarray) -> tuple[float, float]:
