@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -93,6 +94,12 @@ def test_click_track_and_play_the_masks(page, tmp_path):
     painted = page.page.evaluate("() => window.segany.overlayPixels()")
     assert painted == pytest.approx(clip.truth[3].sum(), rel=0.15)
     assert iou(shown_mask(page, 1), clip.truth[3]) >= 0.9
+    page.page.click("#add-object")  # a second object, in its own colour: a box on the still one
+    ys, xs = np.nonzero(clip.still[3])
+    page.drag(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert page.state()["objects"] == [1, 2] and page.state()["current"] == 2
+    assert iou(shown_mask(page, 2), clip.still[3]) >= 0.85
+    assert iou(shown_mask(page, 1), clip.truth[3]) >= 0.9  # the first one is still shown
 
     page.page.click("#track")
     page.page.wait_for_function("() => window.segany.state().track === 'done'", timeout=60_000)
@@ -102,6 +109,7 @@ def test_click_track_and_play_the_masks(page, tmp_path):
         show(page, index)
         assert page.page.evaluate("() => window.segany.overlayPixels()") > 0
         assert iou(shown_mask(page, 1), clip.truth[index]) >= 0.85
+        assert iou(shown_mask(page, 2), clip.still[index]) >= 0.85
     shot(page, "2-tracked-first-frame")
 
     page.page.click("#play")
