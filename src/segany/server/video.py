@@ -4,8 +4,9 @@ mask at once, then follow every object through the clip in a background job (the
 come, as COCO RLE per object per frame.
 
 The frame of a prompt is embedded once and kept (a few per session), so each further click on it
-costs one decoder run. The tracker advances one frame per compute slot (:mod:`.workers`), so
-uploads and clicks on images interleave with a long propagation instead of waiting for it.
+costs one decoder run. The job advances the tracker one frame per compute slot (:mod:`.workers`),
+so uploads and clicks interleave with a long propagation (but for the walk back from the
+prompts, which :func:`~segany.video.track` does before its first frame).
 """
 
 from __future__ import annotations
@@ -112,13 +113,13 @@ class VideoService:
         except VideoInputError as exc:
             raise ApiError(422, str(exc)) from None
         image, embedding = await self._embedded(session, index)
-        _, mask, score = await self.workers.compute(start, self.predictor, embedding, image, prompt)
+        state, mask, score = await self.workers.compute(
+            start, self.predictor, embedding, image, prompt
+        )
         if self.sessions.get(token) is not session:  # closed meanwhile
             raise ApiError(404, "this video was closed: open it again")
-        record = object_record(prompt.object_id, mask, score, not mask.any())
-        key = (prompt.object_id, index)
-        session.prompts[key] = prompt
-        session.previews[key] = record
+        record = object_record(prompt.object_id, mask, score, state.lost)
+        session.prompts[(prompt.object_id, index)] = prompt
         session.forget_tracking()
         return {**record, "frame_index": index}
 
@@ -143,7 +144,6 @@ class VideoService:
             raise ApiError(404, f"object {object_id} has no prompts there")
         for key in keys:
             session.prompts.pop(key, None)
-            session.previews.pop(key, None)
         session.forget_tracking()
 
     # ----------------------------------------------------------------------- tracking

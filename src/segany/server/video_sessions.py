@@ -50,8 +50,9 @@ class TrackJob:
 
 @dataclass
 class VideoSession:
-    """One open video: its frames on disk, the prompts per (object, frame), the mask shown for
-    each prompt, and the tracked masks per frame in the order the tracker gave them."""
+    """One open video: its frames on disk, the prompts per (object, frame), the embeddings of
+    the last prompted frames, and the tracked masks per frame in the order the tracker gave
+    them."""
 
     id: str
     name: str
@@ -61,7 +62,6 @@ class VideoSession:
     frames: int
     fps: float
     prompts: dict[tuple[int, int], Any] = field(default_factory=dict)
-    previews: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     embeddings: OrderedDict[int, Any] = field(default_factory=OrderedDict)
     tracked: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
