@@ -4,6 +4,7 @@ the moving object), download them; and every bad input answered 4xx with a messa
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from segany.checkpoints import load
 from segany.formats.rle import decode_coco_rle
 from segany.server import Limits, SegmentService, create_app
+from segany.server.video_sessions import VideoSessions
 from video_helpers import (
     FRAMES,
     HEIGHT,
@@ -155,6 +157,9 @@ def test_uploads_that_are_not_short_videos_are_refused(model, cache, clip):
     with make_client(model, cache) as client:
         assert_error(client.post("/api/videos", content=b"not a video at all"), 415, "not")
         assert_error(client.post("/api/videos", content=b""), 400, "empty upload")
+        truncated = client.post("/api/videos", content=clip.mp4[: len(clip.mp4) // 2])
+        assert_error(truncated, 415, "not a readable video")
+        assert str(cache[0]) not in truncated.json()["detail"]  # no server paths in answers
     with make_client(model, cache, max_video_frames=5) as client:
         assert_error(client.post("/api/videos", content=clip.mp4), 422, "8 frames, the limit is 5")
     with make_client(model, cache, max_video_seconds=0.5) as client:
@@ -221,3 +226,13 @@ def test_a_cancelled_job_stops_and_can_be_run_again(client, clip):
     assert client.post(f"{video}/track").json()["state"] == "running"
     assert wait_for_tracking(client, info["id"])["done"] == FRAMES
     assert client.get(f"{video}/export").status_code == 200
+
+
+def test_session_folders_left_by_a_crash_are_removed_a_day_later(tmp_path):
+    old, recent = tmp_path / "videos-crashed", tmp_path / "videos-running"
+    for folder in (old, recent):
+        (folder / ("0" * 32)).mkdir(parents=True)
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    mine = VideoSessions(tmp_path, Limits()).folder()
+    assert not old.exists() and recent.exists() and mine.is_dir()

@@ -1,10 +1,11 @@
 """Open videos: an upload is checked against the limits and decoded once into a folder of JPEG
 frames (the page shows them and the tracker reads them, so both see the same pixels); a
-session holds the objects' prompts, the masks shown for them, and the tracked masks.
+session holds the objects' prompts, the embeddings of the frames last prompted, and the
+tracked masks.
 
 Sessions live in memory under random tokens; their folders sit in one temporary folder of the
-server, removed when it stops. Beyond ``Limits.max_video_sessions`` the least recently used
-session is closed.
+server, removed when it stops (after a crash, by the next server a day later). Beyond
+``Limits.max_video_sessions`` the least recently used session is closed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import secrets
 import shutil
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,8 @@ from .limits import Limits
 VIDEO_FILE = "video"
 FRAMES_DIR = "frames"
 JPEG_QUALITY = 92
+FOLDER_PREFIX = "videos-"
+STALE_SECONDS = 24 * 3600
 NOT_INSTALLED = "videos need PyAV: pip install 'segany[video]'"
 UNKNOWN = "unknown video session (never opened here, closed, or the server restarted): open the video again"
 
@@ -131,27 +135,38 @@ def decode_video(data: bytes, folder: Path, limits: Limits) -> tuple[int, int, i
     except ImportError:  # PyAV is imported when a video file is opened
         raise ApiError(501, NOT_INSTALLED) from None
     except VideoInputError as exc:
-        reason = str(exc).removeprefix(f"{path}: ")
+        reason = _without_path(exc, path)
         raise ApiError(415, f"upload: {reason}; accepted: MP4, WebM, MOV, AVI, GIF…") from None
+    import av  # there, since the file opened
+
     try:
         count, fps = len(source), float(source.fps)
         check_length(count, fps, limits)
-        frames = folder / FRAMES_DIR
-        frames.mkdir()
+        (folder / FRAMES_DIR).mkdir()
         height = width = 0
         for index in range(count):  # in order: each frame is decoded once
             frame = source[index]
             height, width = frame.shape[:2]
             check_frame_size(height, width, limits)
-            Image.fromarray(frame).save(frames / frame_name(index), quality=JPEG_QUALITY)
-    except VideoInputError as exc:
-        raise ApiError(422, f"upload: {str(exc).removeprefix(f'{path}: ')}") from None
+            Image.fromarray(frame).save(
+                folder / FRAMES_DIR / frame_name(index), quality=JPEG_QUALITY
+            )
+    except (VideoInputError, av.FFmpegError) as exc:
+        raise ApiError(
+            422, f"upload: a frame does not decode ({_without_path(exc, path)})"
+        ) from None
     finally:
         close = getattr(source, "close", None)
         if close is not None:
             close()
     path.unlink()  # the frames are what the session uses
     return count, height, width, fps
+
+
+def _without_path(exc: Exception, path: Path) -> str:
+    """The error's message without the server's file name (the client knows its file)."""
+    text = str(exc).replace(f"{path}: ", "")
+    return text.replace(f": '{path}'", "").replace(str(path), "the upload")
 
 
 class VideoSessions:
@@ -164,9 +179,15 @@ class VideoSessions:
         self._folder: Path | None = None
 
     def folder(self) -> Path:
+        """This server's folder of sessions (made on first use; folders that a server which
+        did not stop cleanly left a day ago are removed then)."""
         if self._folder is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._folder = Path(tempfile.mkdtemp(prefix="videos-", dir=self.root))
+            stale = time.time() - STALE_SECONDS
+            for old in self.root.glob(f"{FOLDER_PREFIX}*"):
+                if old.stat().st_mtime < stale:
+                    shutil.rmtree(old, ignore_errors=True)
+            self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=self.root))
         return self._folder
 
     def new_folder(self) -> tuple[str, Path]:
