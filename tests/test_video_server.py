@@ -183,6 +183,8 @@ def test_bad_prompts_and_sessions_get_4xx(client, clip):
     assert_error(prompt(), 422, "needs points or a box")
     assert_error(prompt(box=[50, 50, 10, 10]), 422, "not a box inside")
     assert_error(prompt(object_id=-1, points=[[5, 5]]), 422, "object_id")
+    assert_error(prompt(points=[[5, 5, 5]]), 422, "points.0")
+    assert_error(prompt(box=[1, 2, 3]), 422, "box")
     assert_error(client.get(f"{video}/frames/{FRAMES}.jpg"), 404, "no frame 8")
     assert_error(client.post(f"{video}/track"), 409, "nothing to track")
     assert_error(client.get(f"{video}/export"), 409, "track")

@@ -36,9 +36,13 @@ class PromptRequest(BaseModel):
 
     object_id: int = Field(ge=0, le=MAX_OBJECT_ID)
     frame_index: int = Field(ge=0)
-    points: list[list[float]] = Field(default=[], description="(x, y) per point", max_length=64)
+    points: list[tuple[float, float]] = Field(
+        default=[], description="(x, y) per point", max_length=64
+    )
     labels: list[int] = Field(default=[], description="1 foreground, 0 background (default 1s)")
-    box: list[float] | None = Field(default=None, description="x0, y0, x1, y1")
+    box: list[float] | None = Field(
+        default=None, min_length=4, max_length=4, description="x0, y0, x1, y1"
+    )
 
 
 class ObjectMask(BaseModel):
