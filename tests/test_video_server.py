@@ -60,7 +60,7 @@ def client(model, cache):
 
 
 def open_clip(client: TestClient, data: bytes, name: str = "clip.mp4") -> dict:
-    response = client.post(f"/api/videos?name={name}", content=data)
+    response = client.post("/api/videos", params={"name": name}, content=data)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -214,7 +214,7 @@ def test_without_pyav_the_answer_says_what_to_install(client, clip, monkeypatch)
 
 
 def test_a_cancelled_job_stops_and_can_be_run_again(client, clip):
-    info = open_clip(client, clip.mp4)
+    info = open_clip(client, clip.mp4, name='my "clip"\n.mp4')
     video = f"/api/videos/{info['id']}"
     x, y = deepest_point(clip.truth[-1])
     last = {"object_id": 1, "frame_index": FRAMES - 1, "points": [[x, y]]}
@@ -227,7 +227,9 @@ def test_a_cancelled_job_stops_and_can_be_run_again(client, clip):
     assert_error(client.get(f"{video}/export"), 409, "track the objects first")
     assert client.post(f"{video}/track").json()["state"] == "running"
     assert wait_for_tracking(client, info["id"])["done"] == FRAMES
-    assert client.get(f"{video}/export").status_code == 200
+    exported = client.get(f"{video}/export")
+    assert exported.status_code == 200
+    assert 'filename="my_clip.masklets.json"' in exported.headers["content-disposition"]
 
 
 def test_session_folders_left_by_a_crash_are_removed_a_day_later(tmp_path):

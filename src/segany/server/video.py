@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,8 @@ class VideoService:
             data = (session.folder / EXPORT_DIR / MASKLETS).read_bytes()
         except FileNotFoundError:  # closed meanwhile
             raise ApiError(404, "this video was closed: open it again") from None
-        return data, f"{Path(session.name).stem or 'video'}.masklets.json"
+        stem = re.sub(r"[^\w.-]+", "_", Path(session.name).stem).strip("._") or "video"
+        return data, f"{stem}.masklets.json"  # a plain name: it goes in a header
 
 
 def _next_frame(steps: Any, outputs: Any) -> tuple[int, list[dict[str, Any]]] | None:
