@@ -17,7 +17,14 @@ from segany.checkpoints import bundled_weights_path
 from segany.cli import main
 from segany.data.scenes import SceneConfig, generate_scene
 from segany.formats.rle import decode_coco_rle
-from segany.video import ObjectPrompt, VideoInputError, VideoTracker, open_frames, track
+from segany.video import (
+    ObjectPrompt,
+    VideoInputError,
+    VideoTracker,
+    open_frames,
+    stream_frames,
+    track,
+)
 from segany.video.outputs import TrackOutputs
 
 pytestmark = pytest.mark.skipif(
@@ -137,8 +144,8 @@ def test_streaming_tracker_shares_one_embedding_per_frame(predictor, clip):
     assert sorted(tracker.step(frames[3])) == [1]
 
 
-def write_mp4(path, frames, fps: int = 10) -> None:
-    with av.open(str(path), "w") as container:
+def write_mp4(path, frames, fps: int = 10, format: str | None = None) -> None:
+    with av.open(str(path), "w", format=format) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
         stream.options = {"crf": "10", "g": "4"}  # keyframes every 4 frames: seeking is tested
@@ -162,6 +169,20 @@ def test_video_frames_by_index_in_any_order(mp4, clip):
     for index in range(FRAMES):
         assert np.array_equal(backwards[index], forwards[index])
         assert np.abs(forwards[index].astype(int) - clip[0][index]).mean() < 4
+    raw = mp4.with_suffix(".h264")  # an elementary stream: no timestamps to index by
+    write_mp4(raw, clip[0], format="h264")
+    frames = open_frames(raw)
+    assert len(frames) == FRAMES
+    assert all(np.array_equal(frames[i], forwards[i]) for i in (5, 2, 7))
+
+
+def test_streaming_tracker_on_a_video_stream(predictor, mp4, clip):
+    """Frames as a stream gives them (read once, no index), the object prompted on frame 0."""
+    tracker = VideoTracker(predictor)
+    tracker.add_prompt(ObjectPrompt(2, 0, points=[[190, 190]]))
+    for index, frame in enumerate(stream_frames(mp4)):
+        assert iou(tracker.step(frame)[2].mask, clip[1][2][index]) > IOU_FLOOR
+    assert tracker.frame_index == FRAMES - 1
 
 
 def test_folder_of_frames(clip, tmp_path):
@@ -263,3 +284,16 @@ def test_a_lost_object_is_not_confused_with_its_twin(predictor):
             assert masks[1].lost and not masks[1].mask.any()
         else:
             assert iou(masks[1].mask, truth[1][index]) > IOU_FLOOR
+
+
+def test_bad_prompts_fail_before_any_model_work(predictor, clip):
+    predictor.embeds = 0
+    with pytest.raises(VideoInputError, match="point 256,10 is outside the 256x256 frame"):
+        next(track(predictor, clip[0], [ObjectPrompt(1, 2, points=[[256, 10]])]))
+    with pytest.raises(VideoInputError, match="frame index -1 is out of range"):
+        next(track(predictor, clip[0], [ObjectPrompt(1, -1, box=[0, 0, 9, 9])]))
+    assert predictor.embeds == 0
+    with pytest.raises(VideoInputError, match="needs points or a box"):
+        ObjectPrompt(1, 0)
+    with pytest.raises(VideoInputError, match="one 0 or 1 per point"):
+        ObjectPrompt(1, 0, points=[[1, 1], [2, 2]], labels=[1, 2])

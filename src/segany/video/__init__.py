@@ -7,7 +7,7 @@ result on the previous one (:mod:`.follow`), a lost object is searched for again
 :func:`track` walks a whole clip forwards and backwards from each prompt frame.
 """
 
-from .frames import FrameSource, VideoWriter, open_frames
+from .frames import FrameSource, VideoWriter, open_frames, stream_frames
 from .prompts import ObjectPrompt, TrackedMask, TrackSettings, VideoInputError
 from .propagation import track
 from .tracker import VideoTracker
@@ -21,5 +21,6 @@ __all__ = [
     "VideoTracker",
     "VideoWriter",
     "open_frames",
+    "stream_frames",
     "track",
 ]

@@ -112,32 +112,10 @@ class VideoTracker:
         embedding: Embedding,
         prompted: dict[int, TrackedMask],
     ) -> dict[int, TrackedMask]:
-        """Every object not prompted on this frame: followed from its last result; then those
-        lost (before or now) searched for among the pixels no other object holds."""
-        index, settings = self.next_index, self.settings
-        anchors = {o: interior_point(s.mask) for o, s in self._states.items() if not s.lost}
-        results: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
-        missing: dict[int, float] = {}  # lost object -> the predicted IoU of its failed result
-        for object_id, state in self._states.items():
-            if object_id in prompted:
-                continue
-            if state.lost:
-                missing[object_id] = 0.0
-                continue
-            others = [a for o, a in anchors.items() if o != object_id and a is not None]
-            mask, logits, score = propagate(
-                self.predictor,
-                embedding,
-                image,
-                previous,
-                state,
-                settings,
-                np.array(others).reshape(-1, 2),
-            )
-            if mismatch(state, image, mask, score, settings) is None:
-                missing[object_id] = score
-            else:
-                results[object_id] = (mask, logits, score)
+        """Every object not prompted on this frame: followed from its last result, the results
+        claimed (one object per thing), then the lost ones searched for among the pixels no
+        other object holds."""
+        results, missing = self._propagate_all(image, previous, embedding, prompted)
         masks: dict[int, TrackedMask] = {}
         held = [m.mask for m in prompted.values()]
         for object_id in self._claim_order(results):
@@ -145,24 +123,67 @@ class VideoTracker:
             if any((mask & other).sum() > 0.5 * min(mask.sum(), other.sum()) for other in held):
                 missing[object_id] = score  # another object holds it: this one is not there
                 continue
-            keep(self._states[object_id], image, mask, logits, settings)
-            masks[object_id] = TrackedMask(object_id, index, mask, score, False)
+            keep(self._states[object_id], image, mask, logits, self.settings)
+            masks[object_id] = TrackedMask(object_id, self.next_index, mask, score, False)
             held.append(mask)
         for object_id, score in missing.items():
-            state = self._states[object_id]
-            state.lost_frames += 1
             held = [m.mask for o, m in {**prompted, **masks}.items() if o != object_id]
-            found = search(
-                self.predictor, embedding, image, state, settings, _union(held, image.shape[:2])
-            )
-            if found is None:
-                empty = np.zeros(image.shape[:2], dtype=bool)
-                masks[object_id] = TrackedMask(object_id, index, empty, score, True)
-                continue
-            mask, logits, score = found
-            keep(state, image, mask, logits, settings)
-            masks[object_id] = TrackedMask(object_id, index, mask, score, False)
+            masks[object_id] = self._search(object_id, score, image, embedding, held)
         return masks
+
+    def _propagate_all(
+        self,
+        image: np.ndarray,
+        previous: np.ndarray,
+        embedding: Embedding,
+        prompted: dict[int, TrackedMask],
+    ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, float]], dict[int, float]]:
+        """Each followed object decoded from its last result: the results that look like their
+        object, and the objects lost (with the predicted IoU of the result that failed)."""
+        anchors = {o: interior_point(s.mask) for o, s in self._states.items() if not s.lost}
+        results: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+        missing: dict[int, float] = {}
+        for object_id, state in self._states.items():
+            if object_id in prompted:
+                continue
+            if state.lost:
+                missing[object_id] = 0.0
+                continue
+            others = [a for o, a in anchors.items() if o != object_id and a is not None]
+            result = propagate(
+                self.predictor,
+                embedding,
+                image,
+                previous,
+                state,
+                self.settings,
+                np.array(others).reshape(-1, 2),
+            )
+            if mismatch(state, image, result[0], result[2], self.settings) is None:
+                missing[object_id] = result[2]
+            else:
+                results[object_id] = result
+        return results, missing
+
+    def _search(
+        self,
+        object_id: int,
+        score: float,
+        image: np.ndarray,
+        embedding: Embedding,
+        held: list[np.ndarray],
+    ) -> TrackedMask:
+        """A lost object searched for outside ``held`` (other objects' masks on this frame)."""
+        state = self._states[object_id]
+        state.lost_frames += 1
+        taken = _union(held, image.shape[:2])
+        found = search(self.predictor, embedding, image, state, self.settings, taken)
+        if found is None:
+            empty = np.zeros(image.shape[:2], dtype=bool)
+            return TrackedMask(object_id, self.next_index, empty, score, True)
+        mask, logits, score = found
+        keep(state, image, mask, logits, self.settings)
+        return TrackedMask(object_id, self.next_index, mask, score, False)
 
     def _claim_order(self, results: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> list[int]:
         """Objects by how much their new mask overlaps their own last one, most first: when two
