@@ -137,8 +137,6 @@ def decode_video(data: bytes, folder: Path, limits: Limits) -> tuple[int, int, i
     except VideoInputError as exc:
         reason = _without_path(exc, path)
         raise ApiError(415, f"upload: {reason}; accepted: MP4, WebM, MOV, AVI, GIF…") from None
-    import av  # there, since the file opened
-
     try:
         count, fps = len(source), float(source.fps)
         check_length(count, fps, limits)
@@ -151,7 +149,7 @@ def decode_video(data: bytes, folder: Path, limits: Limits) -> tuple[int, int, i
             Image.fromarray(frame).save(
                 folder / FRAMES_DIR / frame_name(index), quality=JPEG_QUALITY
             )
-    except (VideoInputError, av.FFmpegError) as exc:
+    except VideoInputError as exc:  # a frame FFmpeg fails to decode
         raise ApiError(
             422, f"upload: a frame does not decode ({_without_path(exc, path)})"
         ) from None
