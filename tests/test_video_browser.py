@@ -111,6 +111,9 @@ def test_click_track_and_play_the_masks(page, tmp_path):
         assert iou(shown_mask(page, 1), clip.truth[index]) >= 0.85
         assert iou(shown_mask(page, 2), clip.still[index]) >= 0.85
     shot(page, "2-tracked-first-frame")
+    page.page.keyboard.press("ArrowRight")
+    page.idle()
+    assert page.state()["frame"] == 1
 
     page.page.click("#play")
     page.page.wait_for_function(

@@ -316,8 +316,8 @@ document.addEventListener("keydown", (event) => {
   if (event.key === " ") {
     event.preventDefault();
     player?.toggle();
-  } else if (event.key === "ArrowLeft" && event.target === document.body) step(-1);
-  else if (event.key === "ArrowRight" && event.target === document.body) step(1);
+  } else if (event.key === "ArrowLeft" && event.target !== slider) step(-1); // the slider moves itself
+  else if (event.key === "ArrowRight" && event.target !== slider) step(1);
   else if (event.key === "z" || event.key === "Z") undo();
   else if (event.key === "n" || event.key === "N") addObject();
   else if (event.key === "t" || event.key === "T") run(startTracking());
