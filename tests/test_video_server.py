@@ -119,6 +119,8 @@ def test_click_track_and_read_masks_that_follow_the_object(client, clip):
     assert started.status_code == 202 and started.json()["objects"] == [1, 2]
     status = wait_for_tracking(client, info["id"])
     assert status["state"] == "done" and status["done"] == status["total"] == FRAMES
+    # embedded: frames 6 back to 0 (object 2's first prompt), then 3 forwards to 7
+    assert status["steps_done"] == status["steps_total"] == 7 + 5
     masks = masks_by_frame(client, info["id"])
     assert sorted(masks) == list(range(FRAMES))
     for index in range(FRAMES):  # backwards from 3 (and 6), then forwards

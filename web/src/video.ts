@@ -22,10 +22,7 @@ interface VideoObject {
   id: number;
   colour: Colour;
 }
-interface FramePrompts {
-  points: Point[];
-  box: Box | null;
-}
+type FramePrompts = { points: Point[]; box: Box | null };
 
 const POLL_MS = 250;
 const CURRENT_OUTLINE: Colour = [255, 255, 255];
@@ -138,9 +135,10 @@ function showStatus(s: videoApi.TrackStatus | null): void {
   const running = s?.state === "running";
   $<HTMLButtonElement>("cancel").hidden = !running;
   $<HTMLButtonElement>("track").disabled = running;
-  progress.value = s && s.total ? s.done / s.total : 0;
+  progress.value = s && s.steps_total ? s.steps_done / s.steps_total : 0;
   const info = $<HTMLParagraphElement>("track-info");
   if (!s || s.state === "idle") info.textContent = "Prompt at least one object, then track it through the clip.";
+  else if (running && !s.done) info.textContent = `Tracking ${s.objects.length} object(s): walking back from the prompts…`;
   else if (running) info.textContent = `Tracking ${s.objects.length} object(s): ${s.done} / ${s.total} frames…`;
   else if (s.state === "done") info.textContent = `Tracked ${s.objects.length} object(s) through ${s.done} frames.`;
   else if (s.state === "cancelled") info.textContent = `Cancelled after ${s.done} of ${s.total} frames.`;

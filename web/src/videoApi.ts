@@ -29,8 +29,10 @@ export type TrackState = "idle" | "running" | "done" | "failed" | "cancelled";
 
 export interface TrackStatus {
   state: TrackState;
-  done: number;
+  done: number; // frames whose masks can be read
   total: number;
+  steps_done: number; // frames the tracker embedded: its walk back from the prompts comes first
+  steps_total: number;
   objects: number[];
   error: string | null;
 }

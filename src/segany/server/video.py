@@ -158,7 +158,8 @@ class VideoService:
             session.tracked.clear()
             session.order.clear()
             objects = sorted({k[0] for k in session.prompts})
-            session.job = TrackJob(total=session.frames, objects=objects)
+            steps = tracker_steps(session.frames, list(session.prompts))
+            session.job = TrackJob(total=session.frames, objects=objects, steps_total=steps)
             session.job.task = asyncio.ensure_future(self._run(session, session.job))
         return self.status(token)
 
@@ -181,7 +182,9 @@ class VideoService:
                 fps=session.fps,
                 object_ids=job.objects,
             )
-            steps = iter(track(self.predictor, frames, prompts))
+            predictor = CountingPredictor(self.predictor)
+            job.steps = lambda: min(predictor.embedded, job.steps_total)
+            steps = iter(track(predictor, frames, prompts))  # type: ignore[arg-type]
             while not job.cancelled:
                 item = await self.workers.compute(_next_frame, steps, outputs)
                 if item is None or job.cancelled:
@@ -214,11 +217,14 @@ class VideoService:
         job = session.job
         if job is None:
             objects = sorted({k[0] for k in session.prompts})
-            return {"state": "idle", "done": 0, "total": session.frames, "objects": objects}
+            counts = {"done": 0, "total": session.frames, "steps_done": 0, "steps_total": 0}
+            return {"state": "idle", "objects": objects, **counts}
         return {
             "state": job.state,
             "done": job.done,
             "total": job.total,
+            "steps_done": job.steps(),
+            "steps_total": job.steps_total,
             "objects": job.objects,
             "error": job.error,
         }
@@ -247,6 +253,32 @@ class VideoService:
             raise ApiError(404, "this video was closed: open it again") from None
         stem = re.sub(r"[^\w.-]+", "_", Path(session.name).stem).strip("._") or "video"
         return data, f"{stem}.masklets.json"  # a plain name: it goes in a header
+
+
+class CountingPredictor:
+    """The predictor, counting the frames the tracker embeds (each frame once per walk): the
+    job's progress during the walk back, before :func:`~segany.video.track` gives a frame."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.embedded = 0
+
+    def embed(self, image: np.ndarray, image_format: str = "RGB") -> Embedding:
+        self.embedded += 1
+        return self.predictor.embed(image, image_format)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+
+def tracker_steps(frames: int, keys: list[tuple[int, int]]) -> int:
+    """Frames :func:`~segany.video.track` embeds for prompts at (object, frame) ``keys``: from
+    the latest first prompt of an object back to frame 0, then from the earliest one forwards."""
+    first: dict[int, int] = {}
+    for object_id, index in sorted(keys, key=lambda k: k[1]):
+        first.setdefault(object_id, index)
+    back = max(first.values())
+    return frames - min(first.values()) + (back + 1 if back > 0 else 0)
 
 
 def _next_frame(steps: Any, outputs: Any) -> tuple[int, list[dict[str, Any]]] | None:

@@ -60,8 +60,10 @@ class TrackStatus(BaseModel):
     """The propagation job: ``done`` of ``total`` frames; ``error`` says why it failed."""
 
     state: TrackState
-    done: int
+    done: int = Field(description="frames whose masks can be read")
     total: int
+    steps_done: int = Field(description="frames the tracker embedded (its walk back comes first)")
+    steps_total: int = Field(description="frames it will embed (some twice: once per walk)")
     objects: list[int] = Field(description="the object ids being tracked")
     error: str | None = None
 

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,15 @@ def frame_name(index: int) -> str:
 
 @dataclass
 class TrackJob:
-    """A propagation in progress or finished: ``done`` frames of ``total``."""
+    """A propagation in progress or finished: ``done`` frames of ``total`` given out, and
+    ``steps`` frames embedded by the tracker of ``steps_total`` (its walk back comes first)."""
 
     total: int
     objects: list[int]
+    steps_total: int
     state: str = "running"
     done: int = 0
+    steps: Callable[[], int] = lambda: 0
     error: str | None = None
     cancelled: bool = False
     task: asyncio.Task[None] | None = None
