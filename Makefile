@@ -7,7 +7,7 @@ NPM    ?= npm
 NODE   ?= node
 # The page (web/, TypeScript + Vite) is built into the package, where `segany serve` serves it.
 PAGE   := src/segany/server/static/index.html
-PAGE_SOURCES := $(wildcard web/src/*.ts web/src/*.css) web/index.html web/annotate.html web/vite.config.ts \
+PAGE_SOURCES := $(wildcard web/src/*.ts web/src/*.css) web/index.html web/annotate.html web/video.html web/vite.config.ts \
 	web/tsconfig.json web/package.json
 NODE_DEPS := web/node_modules/.package-lock.json
 # Node.js >= 18 and npm build the page (Debian 12's `apt-get install nodejs npm` will do; .ci/run

@@ -144,8 +144,8 @@ def test_streaming_tracker_shares_one_embedding_per_frame(predictor, clip):
     assert sorted(tracker.step(frames[3])) == [1]
 
 
-def write_mp4(path, frames, fps: int = 10) -> None:
-    with av.open(str(path), "w") as container:
+def write_mp4(path, frames, fps: int = 10, format: str | None = None) -> None:
+    with av.open(str(path), "w", format=format) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
         stream.options = {"crf": "10", "g": "4"}  # keyframes every 4 frames: seeking is tested
@@ -169,6 +169,11 @@ def test_video_frames_by_index_in_any_order(mp4, clip):
     for index in range(FRAMES):
         assert np.array_equal(backwards[index], forwards[index])
         assert np.abs(forwards[index].astype(int) - clip[0][index]).mean() < 4
+    raw = mp4.with_suffix(".h264")  # an elementary stream: no timestamps to index by
+    write_mp4(raw, clip[0], format="h264")
+    frames = open_frames(raw)
+    assert len(frames) == FRAMES
+    assert all(np.array_equal(frames[i], forwards[i]) for i in (5, 2, 7))
 
 
 def test_streaming_tracker_on_a_video_stream(predictor, mp4, clip):

@@ -1,5 +1,6 @@
 // Builds the pages into the Python package's static folder, which `segany serve` serves: the
-// explore page (index.html) and the annotation page (annotate.html, `segany annotate`).
+// explore page (index.html), the annotation page (annotate.html, `segany annotate`) and the
+// video page (video.html).
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 
@@ -16,6 +17,7 @@ export default defineConfig({
       input: {
         index: fileURLToPath(new URL("index.html", import.meta.url)),
         annotate: fileURLToPath(new URL("annotate.html", import.meta.url)),
+        video: fileURLToPath(new URL("video.html", import.meta.url)),
       },
     },
   },

@@ -4,7 +4,9 @@
 import "./style.css";
 import * as api from "./api";
 import { idle, track } from "./busy";
+import { nthColour } from "./colours";
 import { Decoder, type ModelInfo, threadCount } from "./decoder";
+import { baseName, saveBlob } from "./files";
 import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
 import { type Candidate, enqueue, Prompter, type Prompts, type RunKind, type Step } from "./prompting";
@@ -246,7 +248,7 @@ async function segmentEverything(): Promise<void> {
     i,
   }));
   decoded.sort((a, b) => b.area - a.area);
-  const colours = decoded.map((_, i) => hsl((i * 137.508) % 360));
+  const colours = decoded.map((_, i) => nthColour(i));
   everything = { masks: decoded.map((d) => d.mask), scores: decoded.map((d) => d.score), colours };
   img.prompter.reset();
   hover = null;
@@ -255,14 +257,6 @@ async function segmentEverything(): Promise<void> {
   const found = `${decoded.length} mask${decoded.length === 1 ? "" : "s"}`;
   $<HTMLParagraphElement>("everything-info").textContent = `${found}${seconds}. Click masks to accept or drop them.`;
   showMessage(`${found} found. Click the ones to keep.`);
-}
-
-function hsl(hue: number): Colour {
-  const f = (n: number) => {
-    const k = (n + hue / 30) % 12;
-    return Math.round(255 * (0.55 - 0.45 * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
-  };
-  return [f(0), f(8), f(4)];
 }
 
 function pickEverything(x: number, y: number): void {
@@ -296,15 +290,9 @@ async function download(format: api.ExportFormat): Promise<void> {
   const { width, height, name } = image;
   const masks = chosen.map((c) => ({ size: [height, width] as [number, number], counts: encodeRuns(c.mask, height, width) }));
   const blob = await api.exportMasks(image.info.id, format, masks, chosen.map((c) => c.score), name);
-  const base = name.replace(/\.[^.]*$/, "") || "image";
+  const base = baseName(name, "image");
   const file = format === "coco" ? `${base}.coco.json` : `${base}-${format}.png`;
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = file;
-  document.body.appendChild(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  saveBlob(blob, file);
   showMessage(`Downloaded ${file} (${chosen.length} mask${chosen.length > 1 ? "s" : ""}).`);
 }
 

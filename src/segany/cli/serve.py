@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-megapixels", type=float, default=40, help="largest image accepted (width x height)"
     )
     parser.add_argument(
+        "--max-video-frames", type=int, default=300, help="longest video accepted, in frames"
+    )
+    parser.add_argument(
+        "--max-video-seconds", type=float, default=60, help="longest video accepted, in seconds"
+    )
+    parser.add_argument(
         "--decoder", type=Path, help="serve this decoder graph (from `segany export onnx`)"
     )
     add_model_options(parser)
@@ -85,11 +91,16 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port {args.port} is not a port number (0-65535)")
-    limits = Limits(
-        max_upload_bytes=int(args.max_upload_mb * 2**20),
-        max_pixels=int(args.max_megapixels * 1e6),
-        cache_bytes=int(args.cache_mb) * 2**20,
-    )
+    try:
+        limits = Limits(
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            max_pixels=int(args.max_megapixels * 1e6),
+            cache_bytes=int(args.cache_mb) * 2**20,
+            max_video_frames=args.max_video_frames,
+            max_video_seconds=args.max_video_seconds,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     cache_dir = args.cache_dir or default_cache_dir()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

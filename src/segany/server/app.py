@@ -33,6 +33,7 @@ from .routes import (
     model_router,
     results_router,
     samples_router,
+    video_router,
 )
 from .service import SegmentService
 
@@ -66,6 +67,7 @@ def create_app(
         if annotation is not None:
             annotation.start()
         yield
+        service.video.stop()
         if annotation is not None:
             await annotation.stop()
 
@@ -89,6 +91,7 @@ def create_app(
         images_router(service),
         results_router(service),
         samples_router(),
+        video_router(service.video),
     ):
         app.include_router(router)
     if annotation is not None:

@@ -31,6 +31,7 @@ from .exports import check_export, export_file
 from .limits import Limits
 from .schemas import EMBEDDING_DTYPES, ExportRequest
 from .uploads import EmbeddingQueue
+from .video import VideoService
 from .workers import Workers
 
 DISPLAY_FILE = "display.png"
@@ -64,6 +65,7 @@ class SegmentService:
         self.workers = Workers()
         self.queue = EmbeddingQueue(self.predictor, self.cache, limits, self.workers)
         self._everything = Everything(self.model, self.everything_options, self.cache, self.workers)
+        self.video = VideoService(self.predictor, root / "videos", limits, self.workers)
 
     # ----------------------------------------------------------------------- set-up
     @property

@@ -13,6 +13,7 @@ looks like the object (:func:`judge`); otherwise the object is lost on this fram
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,7 +26,8 @@ from .prompts import ObjectPrompt, TrackSettings
 @dataclass
 class ObjectState:
     """What is kept of one object between frames: the last kept result (``mask`` ``(H, W)``,
-    ``logits`` ``(1, 4h, 4w)``), the reference it is judged against (area, mean RGB colour),
+    ``logits`` ``(1, 4h, 4w)``), the reference it is judged against (area, mean RGB colour,
+    predicted IoU),
     where it was last seen, and for how many frames it has been lost."""
 
     object_id: int
@@ -33,6 +35,7 @@ class ObjectState:
     logits: np.ndarray
     reference_area: float
     reference_colour: np.ndarray
+    reference_score: float
     last_box: np.ndarray
     lost_frames: int = 0
 
@@ -41,21 +44,38 @@ class ObjectState:
         return self.lost_frames > 0
 
 
+class Followed(NamedTuple):
+    """An object's result on a frame: ``mask`` ``(H, W)`` bool, ``logits`` ``(1, 4h, 4w)``,
+    ``score`` the predicted IoU, ``overlap`` its IoU with the previous mask moved by the
+    estimated motion (1 for a result not followed from a previous one)."""
+
+    mask: np.ndarray
+    logits: np.ndarray
+    score: float
+    overlap: float = 1.0
+
+
 def mean_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``(3,)`` mean RGB of the mask's pixels."""
     return image[mask].reshape(-1, 3).mean(axis=0) if mask.any() else np.zeros(3)
+
+
+def score_floor(state: ObjectState, settings: TrackSettings) -> float:
+    """The least predicted IoU a result of this object may have."""
+    return min(settings.min_score, settings.score_drop * state.reference_score)
 
 
 def mismatch(
     state: ObjectState, image: np.ndarray, mask: np.ndarray, score: float, settings: TrackSettings
 ) -> float | None:
     """How unlike the object a candidate mask is (0 for its twin, lower is better), or ``None``
-    when it fails a limit: predicted IoU below ``min_score``, area collapsed or exploded
-    against the reference, or mean colour too far from it."""
+    when it fails a limit: predicted IoU below ``min_score`` (or, for an object whose masks
+    were never that confident, below ``score_drop`` times its own usual score), area collapsed
+    or exploded against the reference, or mean colour too far from it."""
     area = float(mask.sum())
     ratio = area / max(state.reference_area, 1.0)
     if (
-        score < settings.min_score
+        score < score_floor(state, settings)
         or not settings.min_area_ratio <= ratio <= settings.max_area_ratio
     ):
         return None
@@ -83,6 +103,7 @@ def start(
         logits=prediction.low_res_logits[0, best][None],
         reference_area=float(mask.sum()),
         reference_colour=mean_colour(image, mask),
+        reference_score=float(prediction.scores[0, best]),
         last_box=_prompt_box(prompt) if mask_box(mask) is None else mask_box(mask),
         lost_frames=0 if mask.any() else 1,
     )
@@ -105,9 +126,8 @@ def propagate(
     state: ObjectState,
     settings: TrackSettings,
     others: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Decode the object on a new frame from its previous result: ``(H, W)`` mask,
-    ``(1, 4h, 4w)`` logits and predicted IoU (not yet judged). ``others`` ``(M, 2)``: XY
+) -> Followed:
+    """Decode the object on a new frame from its previous result (not yet judged). ``others`` ``(M, 2)``: XY
     inside the other objects; those near this one become background points, so two alike
     objects side by side are not merged into one mask."""
     height, width = state.mask.shape
@@ -136,25 +156,25 @@ def propagate(
         mask_input=logits,
         multimask=False,
     )
-    return (
-        prediction.masks[0, 0],
-        prediction.low_res_logits[0, 0][None],
-        float(prediction.scores[0, 0]),
+    mask = prediction.masks[0, 0]
+    overlap = float((mask & moved).sum() / max((mask | moved).sum(), 1))
+    return Followed(
+        mask, prediction.low_res_logits[0, 0][None], float(prediction.scores[0, 0]), overlap
     )
 
 
 def keep(
     state: ObjectState,
     image: np.ndarray,
-    mask: np.ndarray,
-    logits: np.ndarray,
+    result: Followed,
     settings: TrackSettings,
 ) -> None:
     """Take a judged result as the object's latest, moving its reference a little towards it
     (objects change size and lighting slowly; a sudden change is what loss looks like)."""
-    rate = settings.reference_update
+    rate, (mask, logits, score) = settings.reference_update, result[:3]
     state.mask, state.logits = mask, logits
     state.reference_area = (1 - rate) * state.reference_area + rate * float(mask.sum())
     state.reference_colour = (1 - rate) * state.reference_colour + rate * mean_colour(image, mask)
+    state.reference_score = (1 - rate) * state.reference_score + rate * score
     state.last_box = mask_box(mask)  # type: ignore[assignment]
     state.lost_frames = 0

@@ -7,8 +7,9 @@ import os
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -70,29 +71,46 @@ class VideoFrames:
     """A video file's frames by index (PyAV). The packets are read once (no decoding) to list
     the frames' timestamps; a frame is then decoded from the keyframe before it, and the last
     :data:`CACHE_FRAMES` decoded frames are kept, so reading forwards decodes each frame once
-    and reading backwards decodes each keyframe group about once per cached stretch."""
+    and reading backwards decodes each keyframe group about once per cached stretch. A stream
+    without timestamps (a raw ``.h264`` file) is counted by decoding it once, and read from its
+    start whenever a frame before the cached ones is asked for."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        import av
-
         self.path = Path(path)
-        try:
-            self._container = av.open(str(self.path))
-            stream = self._container.streams.video[0]
-            packets = [p for p in self._container.demux(stream) if p.pts is not None and p.size]
-        except (av.FFmpegError, IndexError, OSError, UnicodeDecodeError) as exc:
-            raise VideoInputError(f"{self.path}: not a readable video ({_reason(exc)})") from None
-        if not packets:
+        with self._reading():
+            self._open()
+            packets = [p for p in self._container.demux(self._stream) if p.size]
+            self._timed = bool(packets) and all(p.pts is not None for p in packets)
+            if self._timed:
+                self._pts = sorted(p.pts for p in packets)
+                self._keyframes = sorted(p.pts for p in packets if p.is_keyframe)
+            else:
+                self._open()
+                self._pts = list(range(sum(1 for _ in self._container.decode(self._stream))))
+        if not self._pts:
             raise VideoInputError(f"{self.path}: the video has no frames")
-        self._stream = stream
-        self._pts = sorted(p.pts for p in packets)
         self._index = {pts: i for i, pts in enumerate(self._pts)}
-        self._keyframes = sorted(p.pts for p in packets if p.is_keyframe) or [self._pts[0]]
-        rate = stream.average_rate or stream.guessed_rate
+        rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else DEFAULT_FPS
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._decoder = None
+        self._decoder: Iterator[Any] | None = None
         self._position = -1  # index of the frame the open decoder gave last
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """FFmpeg's failures (an unreadable or damaged file) as :class:`VideoInputError`."""
+        import av
+
+        try:
+            yield
+        except (av.FFmpegError, IndexError, OSError, UnicodeDecodeError) as exc:
+            raise VideoInputError(f"{self.path}: not a readable video ({_reason(exc)})") from None
+
+    def _open(self) -> None:
+        import av
+
+        self._container = av.open(str(self.path))
+        self._stream = self._container.streams.video[0]
 
     def __len__(self) -> int:
         return len(self._pts)
@@ -101,26 +119,35 @@ class VideoFrames:
         check_index(index, len(self))
         if index in self._cache:
             return self._cache[index]
+        with self._reading():
+            self._decode_to(index)
+        if index not in self._cache:
+            raise VideoInputError(f"{self.path}: frame {index} could not be decoded")
+        return self._cache[index]
+
+    def _decode_to(self, index: int) -> None:
+        """Decode on (or from a seek) until frame ``index``, keeping what passes by."""
         if self._decoder is None or not self._position < index <= self._position + CACHE_FRAMES:
             self._seek(index)
         for frame in self._decoder:  # type: ignore[union-attr]
-            position = self._index.get(frame.pts)
+            position = self._index.get(frame.pts) if self._timed else self._position + 1
             if position is None:
                 continue
             self._position = position
             self._remember(position, frame.to_ndarray(format="rgb24"))
             if position >= index:
                 break
-        if index not in self._cache:
-            raise VideoInputError(f"{self.path}: frame {index} could not be decoded")
-        return self._cache[index]
 
     def _seek(self, index: int) -> None:
         """Restart decoding at the keyframe at or before ``index``, a cache's length earlier
         when possible (so a backward walk finds the frames before ``index`` cached)."""
-        target = self._pts[max(0, index - CACHE_FRAMES + 1)]
-        keyframe = max((k for k in self._keyframes if k <= target), default=self._keyframes[0])
-        self._container.seek(keyframe, stream=self._stream, backward=True, any_frame=False)
+        if self._timed:
+            target = self._pts[max(0, index - CACHE_FRAMES + 1)]
+            keyframe = max((k for k in self._keyframes if k <= target), default=self._pts[0])
+            self._container.seek(keyframe, stream=self._stream, backward=True, any_frame=False)
+        else:
+            self._container.close()
+            self._open()
         self._decoder = self._container.decode(self._stream)
         self._position = -1
 

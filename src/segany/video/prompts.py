@@ -81,14 +81,26 @@ class TrackedMask:
 class TrackSettings:
     """How objects are followed and when they count as lost.
 
-    A mask is kept when its predicted IoU is at least ``min_score``, its area within
-    ``min_area_ratio``-``max_area_ratio`` times the object's reference area (its last confident
-    mask), and its mean colour within ``max_colour_distance`` (RGB units) of the reference's;
-    otherwise the object is lost and re-acquired by searching around where it was last seen,
-    the search growing by ``search_growth`` box sizes per lost frame up to the whole frame.
+    Following: the previous mask is looked for in the new frame within ``motion_search`` times
+    its box size around where it was; the prompt box is the moved mask's box widened by
+    ``box_margin`` of its size on each side.
+
+    Judging: a result is kept when its predicted IoU is at least ``min_score`` (or
+    ``score_drop`` times the object's usual predicted IoU, if lower: a shape the model is never
+    sure of is not lost for that), it overlaps the previous mask moved by the motion by at
+    least ``min_overlap`` IoU (a result that slid onto something else fails), its area within
+    ``min_area_ratio``-``max_area_ratio`` times the object's reference area, and its mean
+    colour within ``max_colour_distance`` (RGB units) of the reference's; each kept result
+    moves the reference by ``reference_update`` towards itself.
+
+    Re-acquiring: a lost object is searched for with ``search_points`` x ``search_points``
+    point prompts over the region where it was last seen, grown by ``search_growth`` box sizes
+    per lost frame up to the whole frame.
     """
 
     min_score: float = 0.5
+    score_drop: float = 0.75
+    min_overlap: float = 0.2
     min_area_ratio: float = 0.35
     max_area_ratio: float = 2.5
     max_colour_distance: float = 45.0

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
-from .follow import ObjectState, mismatch
+from .follow import Followed, ObjectState, mismatch, score_floor
 from .motion import grow_box
 from .prompts import TrackSettings
 
@@ -43,13 +43,13 @@ def search(
     state: ObjectState,
     settings: TrackSettings,
     taken: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """The best candidate for a lost object on this frame as ``(mask, logits, score)``, or
-    ``None``. ``taken`` ``(H, W)`` bool: pixels other objects hold on this frame; a candidate
+) -> Followed | None:
+    """The best candidate for a lost object on this frame, or ``None``. ``taken`` ``(H, W)`` bool: pixels other objects hold on this frame; a candidate
     mostly inside them is another object, not this one."""
     height, width = image.shape[:2]
     points = grid_points(search_region(state, settings, height, width), settings.search_points)
-    best: tuple[float, np.ndarray, np.ndarray, float] | None = None
+    best: tuple[float, Followed] | None = None
+    floor = score_floor(state, settings)
     for start in range(0, len(points), POINTS_PER_BATCH):
         chunk = points[start : start + POINTS_PER_BATCH]
         prediction = predictor.predict(
@@ -58,12 +58,12 @@ def search(
             labels=np.ones((len(chunk), 1), np.int64),
             multimask=True,
         )
-        for k, c in zip(*np.nonzero(prediction.scores >= settings.min_score), strict=True):
+        for k, c in zip(*np.nonzero(prediction.scores >= floor), strict=True):
             mask = prediction.masks[k, c]
             if taken is not None and (mask & taken).sum() > 0.5 * mask.sum():
                 continue
             cost = mismatch(state, image, mask, float(prediction.scores[k, c]), settings)
             if cost is not None and (best is None or cost < best[0]):
                 logits = prediction.low_res_logits[k, c][None]
-                best = (cost, mask, logits, float(prediction.scores[k, c]))
-    return None if best is None else best[1:]
+                best = (cost, Followed(mask, logits, float(prediction.scores[k, c])))
+    return None if best is None else best[1]

@@ -8,7 +8,7 @@ import numpy as np
 from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
 from ..inference.prompts import check_image
-from .follow import ObjectState, keep, mismatch, propagate, start
+from .follow import Followed, ObjectState, keep, mismatch, propagate, start
 from .motion import interior_point
 from .prompts import ObjectPrompt, TrackedMask, TrackSettings, VideoInputError
 from .reacquire import search
@@ -119,11 +119,11 @@ class VideoTracker:
         masks: dict[int, TrackedMask] = {}
         held = [m.mask for m in prompted.values()]
         for object_id in self._claim_order(results):
-            mask, logits, score = results[object_id]
+            mask, _, score, _ = results[object_id]
             if any((mask & other).sum() > 0.5 * min(mask.sum(), other.sum()) for other in held):
                 missing[object_id] = score  # another object holds it: this one is not there
                 continue
-            keep(self._states[object_id], image, mask, logits, self.settings)
+            keep(self._states[object_id], image, results[object_id], self.settings)
             masks[object_id] = TrackedMask(object_id, self.next_index, mask, score, False)
             held.append(mask)
         for object_id, score in missing.items():
@@ -137,11 +137,11 @@ class VideoTracker:
         previous: np.ndarray,
         embedding: Embedding,
         prompted: dict[int, TrackedMask],
-    ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, float]], dict[int, float]]:
+    ) -> tuple[dict[int, Followed], dict[int, float]]:
         """Each followed object decoded from its last result: the results that look like their
         object, and the objects lost (with the predicted IoU of the result that failed)."""
         anchors = {o: interior_point(s.mask) for o, s in self._states.items() if not s.lost}
-        results: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+        results: dict[int, Followed] = {}
         missing: dict[int, float] = {}
         for object_id, state in self._states.items():
             if object_id in prompted:
@@ -159,8 +159,9 @@ class VideoTracker:
                 self.settings,
                 np.array(others).reshape(-1, 2),
             )
-            if mismatch(state, image, result[0], result[2], self.settings) is None:
-                missing[object_id] = result[2]
+            judged = mismatch(state, image, result.mask, result.score, self.settings)
+            if judged is None or result.overlap < self.settings.min_overlap:
+                missing[object_id] = result.score
             else:
                 results[object_id] = result
         return results, missing
@@ -181,11 +182,10 @@ class VideoTracker:
         if found is None:
             empty = np.zeros(image.shape[:2], dtype=bool)
             return TrackedMask(object_id, self.next_index, empty, score, True)
-        mask, logits, score = found
-        keep(state, image, mask, logits, self.settings)
-        return TrackedMask(object_id, self.next_index, mask, score, False)
+        keep(state, image, found, self.settings)
+        return TrackedMask(object_id, self.next_index, found.mask, found.score, False)
 
-    def _claim_order(self, results: dict[int, tuple[np.ndarray, np.ndarray, float]]) -> list[int]:
+    def _claim_order(self, results: dict[int, Followed]) -> list[int]:
         """Objects by how much their new mask overlaps their own last one, most first: when two
         objects' results are one thing, it belongs to the one that was there."""
 

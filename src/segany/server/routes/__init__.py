@@ -1,7 +1,7 @@
 """The API's routes, one router per concern, each over a :class:`~..service.SegmentService`:
 the model and its decoder graph, images and their embeddings, results (segment everything,
-exports), the sample scenes, annotation mode (a project's queue) and Label Studio's ML
-backend API."""
+exports), the sample scenes, annotation mode (a project's queue), Label Studio's ML backend API
+and videos (prompt, track, play)."""
 
 from .annotation import annotation_router
 from .images import images_router
@@ -9,6 +9,7 @@ from .label_studio import label_studio_router
 from .model import model_router
 from .results import results_router
 from .samples import samples_router
+from .video import video_router
 
 __all__ = [
     "annotation_router",
@@ -17,4 +18,5 @@ __all__ = [
     "model_router",
     "results_router",
     "samples_router",
+    "video_router",
 ]

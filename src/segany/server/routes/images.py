@@ -69,7 +69,7 @@ async def upload_bytes(request: Request) -> bytes:
     else:
         data = await request.body()
     if not data:
-        raise ApiError(400, "empty upload: send the image file as the request body")
+        raise ApiError(400, "empty upload: send the file as the request body")
     return data
 
 
