@@ -99,12 +99,17 @@ class Detector:
             if Path(self.source).expanduser().is_dir()
             else self.source
         )
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()  # a load takes a blink: no bar
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
             model_class = transformers.AutoModelForZeroShotObjectDetection
             self.model = model_class.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
             raise DetectorError(f"detector {self.source} does not load: {exc}") from None
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.default_threshold = DEFAULT_THRESHOLDS.get(self.family, 0.3)
@@ -140,7 +145,7 @@ class Detector:
         post-processing (boxes scaled to ``size`` = original ``(H, W)``)."""
         if self.family in GROUNDING:
             found = self.processor.post_process_grounded_object_detection(
-                outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=0.0,
+                outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=box_threshold,
                 target_sizes=[size],
             )[0]  # fmt: skip
             labels = self._grounded_phrases(outputs, inputs["input_ids"][0], count, box_threshold)
