@@ -202,3 +202,43 @@ def test_cli_errors_are_one_line(tmp_path, photo, capsys, monkeypatch):
     assert main(["segment", str(photo), "--output", out, "--text", "a", "--detector", "x"]) == 2
     assert "pip install 'segany[text]'" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def mask_box_iou(bbox: list[int], box: np.ndarray) -> float:
+    """IoU of a mask's XYWH box (inclusive max) with an XYXY box, written out by hand."""
+    x0, y0, x1, y1 = bbox[0], bbox[1], bbox[0] + bbox[2] + 1, bbox[1] + bbox[3] + 1
+    w = max(0.0, min(x1, box[2]) - max(x0, box[0]))
+    h = max(0.0, min(y1, box[3]) - max(y0, box[1]))
+    union = (x1 - x0) * (y1 - y0) + (box[2] - box[0]) * (box[3] - box[1]) - w * h
+    return w * h / union
+
+
+def test_everything_keeps_or_labels_the_named_masks(monkeypatch, folders, tmp_path):
+    from segany.data.scenes import SceneConfig, generate_scene
+
+    photo = tmp_path / "photo.png"  # shapes on a background: masks to name
+    Image.fromarray(generate_scene(164, SceneConfig(height=HEIGHT, width=WIDTH)).image).save(photo)
+    base = ["everything", str(photo), "--points-per-side", "8"]
+    assert main([*base, "--output", str(photo.parent / "all")]) == 0
+    masks = json.loads((photo.parent / "all" / "photo.json").read_text())["annotations"]
+    x, y, w, h = masks[0]["bbox"]  # a "cat" box around the first mask, a "dog" box elsewhere
+    cat = ((x + (w + 1) / 2) / WIDTH, (y + (h + 1) / 2) / HEIGHT, (w + 1) / WIDTH, (h + 1) / HEIGHT)
+    plant(monkeypatch, "grounding-dino", [(0, 1, 0.9, cat), (2, 0, 0.7, (0.9, 0.9, 0.05, 0.05))])
+    text = ["--text", "dog . cat", "--detector", str(folders["grounding-dino"])]
+    text += ["--box-threshold", "0.5"]
+    assert main([*base, "--output", str(photo.parent / "kept"), *text]) == 0
+    kept = json.loads((photo.parent / "kept" / "photo.json").read_text())["annotations"]
+    boxes = [
+        expected_box("grounding-dino", cat),
+        expected_box("grounding-dino", (0.9, 0.9, 0.05, 0.05)),
+    ]
+    named = [m for m in masks if max(mask_box_iou(m["bbox"], b) for b in boxes) >= 0.5]
+    assert 1 <= len(named) < len(masks)
+    assert [m["segmentation"] for m in kept] == [m["segmentation"] for m in named]
+    assert {(m["phrase"], round(m["detector_score"], 4)) for m in kept} == {("cat", 0.9)}
+
+    out = photo.parent / "labelled"
+    assert main([*base, "--output", str(out), *text, "--text-match", "label"]) == 0
+    labelled = json.loads((out / "photo.json").read_text())["annotations"]
+    assert [m["segmentation"] for m in labelled] == [m["segmentation"] for m in masks]
+    assert sum("phrase" in m for m in labelled) == len(named)
