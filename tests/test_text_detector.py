@@ -242,3 +242,52 @@ def test_everything_keeps_or_labels_the_named_masks(monkeypatch, folders, tmp_pa
     labelled = json.loads((out / "photo.json").read_text())["annotations"]
     assert [m["segmentation"] for m in labelled] == [m["segmentation"] for m in masks]
     assert sum("phrase" in m for m in labelled) == len(named)
+
+
+def test_server_text_route(monkeypatch, folders, image, predictor, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from segany.server import SegmentService, create_app
+
+    def client(detector) -> TestClient:
+        service = SegmentService(predictor.model, tmp_path / "cache", text_detector=detector)
+        service.workers.start()  # without the lifespan: the text route needs no decoder graph
+        return TestClient(create_app(service, static_dir=None))
+
+    plain = client(None)
+    key = plain.post("/api/images", content=photo_bytes(image)).json()["id"]
+    answer = plain.post(f"/api/images/{key}/text", json={"text": "a dog"})
+    assert answer.status_code == 400 and "segany serve --detector" in answer.json()["detail"]
+    assert plain.get("/api/model").json()["text_detector"] is None
+
+    plant(monkeypatch, "grounding-dino")
+    served = client(Detector(folders["grounding-dino"]))
+    assert served.post("/api/images", content=photo_bytes(image)).json()["id"] == key
+    answer = served.post(
+        f"/api/images/{key}/text", json={"text": "dog . cat", "box_threshold": 0.5}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["phrases"] == ["dog", "cat"] and body["message"] is None
+    boxes = np.stack([expected_box("grounding-dino", PLANTED[i][3]) for i in (0, 1)])
+    reference = predictor.predict(predictor.embed(image), boxes=boxes, multimask=False)
+    assert [m["phrase"] for m in body["masks"]] == ["cat", "dog"]
+    for i, record in enumerate(body["masks"]):
+        np.testing.assert_array_equal(
+            decode_coco_rle(record["segmentation"]), reference.masks[i, 0]
+        )
+        np.testing.assert_allclose(record["box"], boxes[i], atol=1e-3)
+    none = served.post(f"/api/images/{key}/text", json={"text": "dog . cat", "box_threshold": 0.95})
+    assert none.json()["masks"] == [] and "no object found" in none.json()["message"]
+    assert served.post(f"/api/images/{key}/text", json={"text": " . "}).status_code == 400
+    assert served.post(f"/api/images/{'0' * 64}/text", json={"text": "dog"}).status_code == 404
+    assert served.post(f"/api/images/{key}/text", json={"text": ""}).status_code == 422
+
+
+def photo_bytes(image: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
