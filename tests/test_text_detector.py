@@ -198,6 +198,21 @@ def test_cli_errors_are_one_line(tmp_path, photo, capsys, monkeypatch):
         assert main(["segment", str(photo), "--output", out, *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    everything = ["everything", str(photo), "--output", str(tmp_path / "masks"), "--text", "dog"]
+    for message, extra in {
+        "needs --detector": [],
+        "use --format sa1b or coco": [
+            "--detector",
+            "x",
+            "--text-match",
+            "label",
+            "--format",
+            "png",
+        ],
+    }.items():
+        assert main([*everything, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
     monkeypatch.setitem(__import__("sys").modules, "transformers", None)
     assert main(["segment", str(photo), "--output", out, "--text", "a", "--detector", "x"]) == 2
     assert "pip install 'segany[text]'" in capsys.readouterr().err
