@@ -188,8 +188,9 @@ def test_cli_errors_are_one_line(tmp_path, photo, capsys, monkeypatch):
     out = str(tmp_path / "o.png")
     cases = {
         "needs --detector": ["--text", "dog"],
-        "no such folder, and not in the local Hugging Face cache": [
-            "--text", "dog", "--detector", str(tmp_path / "missing")],
+        "detector nobody/missing: no such folder, and not in the local Hugging Face cache": [
+            "--text", "dog", "--detector", "nobody/missing"],
+        "missing: no such folder": ["--text", "dog", "--detector", str(tmp_path / "missing")],
         "is a 'bert' model; supported: grounding-dino": [
             "--text", "dog", "--detector", str(unsupported)],
         "either --text or --point": ["--text", "dog", "--point", "3,4"],

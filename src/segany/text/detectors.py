@@ -71,14 +71,16 @@ def _model_type(source: str) -> str:
             config = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         if folder.is_dir():
-            raise DetectorError(
-                f"detector {source}: no readable config.json in the folder"
-            ) from None
-        raise DetectorError(
-            f"detector {source}: no such folder, and not in the local Hugging Face cache "
-            "(segany never downloads weights: save the detector with save_pretrained, or run "
-            f"`hf download {source}` where there is a network)"
-        ) from None
+            message = "no readable config.json in the folder"
+        elif source.startswith((".", "/", "~")) or source.count("/") > 1:
+            message = "no such folder"
+        else:
+            message = (
+                "no such folder, and not in the local Hugging Face cache (segany never "
+                f"downloads weights: run `hf download {source}` where there is a network, or "
+                "give a folder written by save_pretrained)"
+            )
+        raise DetectorError(f"detector {source}: {message}") from None
     return str(config.get("model_type", ""))
 
 
@@ -94,11 +96,8 @@ class Detector:
                 f"{', '.join(FAMILIES)} (zero-shot detectors of transformers)"
             )
         transformers = _transformers()
-        path = (
-            str(Path(self.source).expanduser())
-            if Path(self.source).expanduser().is_dir()
-            else self.source
-        )
+        folder = Path(self.source).expanduser()
+        path = str(folder) if folder.is_dir() else self.source
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()  # a load takes a blink: no bar
         try:
