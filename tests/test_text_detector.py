@@ -234,7 +234,7 @@ def test_everything_keeps_or_labels_the_named_masks(monkeypatch, folders, tmp_pa
 
     photo = tmp_path / "photo.png"  # shapes on a background: masks to name
     Image.fromarray(generate_scene(164, SceneConfig(height=HEIGHT, width=WIDTH)).image).save(photo)
-    base = ["everything", str(photo), "--points-per-side", "8"]
+    base = ["everything", str(photo), "--points-per-side", "4"]
     assert main([*base, "--output", str(photo.parent / "all")]) == 0
     masks = json.loads((photo.parent / "all" / "photo.json").read_text())["annotations"]
     x, y, w, h = masks[0]["bbox"]  # a "cat" box around the first mask, a "dog" box elsewhere
