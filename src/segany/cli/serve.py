@@ -9,6 +9,7 @@ from typing import Any
 
 from . import CliError
 from .common import add_model_options, bundled_preset, load_predictor
+from .text import load_detector
 
 EXAMPLES = """examples:
   segany serve                                  # the bundled model on http://127.0.0.1:8000
@@ -16,6 +17,7 @@ EXAMPLES = """examples:
   segany serve --host 0.0.0.0                   # reachable from other machines: on purpose only
   segany serve --label-studio --port 9090 --label-studio-url http://localhost:8080 \
       --label-studio-token TOKEN --project project   # a Label Studio ML backend (README)
+  segany serve --detector ./grounding-dino-tiny # and a text field: "a dog" -> its mask
 """
 
 
@@ -51,6 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--decoder", type=Path, help="serve this decoder graph (from `segany export onnx`)"
+    )
+    parser.add_argument(
+        "--detector",
+        metavar="PATH_OR_NAME",
+        help="a zero-shot detector of transformers for the page's text prompts: a folder "
+        "(save_pretrained) or a Hub name in the local cache; never downloaded",
     )
     add_model_options(parser)
     group = parser.add_argument_group("Label Studio")
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot create the cache folder {cache_dir}: {exc.strerror}") from None
     project = open_label_studio_project(args)
     predictor = load_predictor(args)
+    detector = load_detector(args) if args.detector else None
     preset = bundled_preset(args)
     service = SegmentService(
         predictor.model,
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         limits,
         decoder_path=args.decoder,
         everything_options={"preset": preset} if preset else None,
+        text_detector=detector,
     )
     print(f"segany serve: model {service.name}; exporting/checking the decoder graph…")
     service.ensure_decoder()

@@ -33,6 +33,7 @@ from .routes import (
     model_router,
     results_router,
     samples_router,
+    text_router,
     video_router,
 )
 from .service import SegmentService
@@ -90,6 +91,7 @@ def create_app(
         model_router(service),
         images_router(service),
         results_router(service),
+        text_router(service),
         samples_router(),
         video_router(service.video),
     ):

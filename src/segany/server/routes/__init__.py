@@ -1,7 +1,7 @@
 """The API's routes, one router per concern, each over a :class:`~..service.SegmentService`:
 the model and its decoder graph, images and their embeddings, results (segment everything,
-exports), the sample scenes, annotation mode (a project's queue), Label Studio's ML backend API
-and videos (prompt, track, play)."""
+exports), the sample scenes, text prompts, annotation mode (a project's queue), Label Studio's
+ML backend API and videos (prompt, track, play)."""
 
 from .annotation import annotation_router
 from .images import images_router
@@ -9,6 +9,7 @@ from .label_studio import label_studio_router
 from .model import model_router
 from .results import results_router
 from .samples import samples_router
+from .text import text_router
 from .video import video_router
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "model_router",
     "results_router",
     "samples_router",
+    "text_router",
     "video_router",
 ]

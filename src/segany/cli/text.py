@@ -1,0 +1,91 @@
+"""Text prompts at the command line: the options, the dispatch to a text route, the messages."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from . import CliError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..inference.embedding import Embedding
+    from ..inference.predictor import Predictor
+    from ..text import TextMask
+    from ..text.detectors import Detector
+
+NO_DETECTOR = (
+    "--text needs --detector FOLDER_OR_NAME: a zero-shot detector of transformers (Grounding "
+    "DINO, OWLv2, OmDet-Turbo) saved in a folder or in the local Hugging Face cache"
+)
+
+
+def add_text_options(parser: argparse.ArgumentParser, text_help: str) -> None:
+    group = parser.add_argument_group("text prompts (the detector route)")
+    group.add_argument("--text", metavar="PHRASE", help=text_help)
+    add_detector_options(group)
+
+
+def add_detector_options(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--detector",
+        metavar="PATH_OR_NAME",
+        help="a zero-shot detector of transformers: a folder (save_pretrained) or a Hub name in "
+        "the local cache; never downloaded",
+    )
+    group.add_argument(
+        "--box-threshold",
+        type=float,
+        help="lowest detector score kept (default: the family's, 0.3; OWL 0.1)",
+    )
+    group.add_argument(
+        "--nms-threshold",
+        type=float,
+        default=0.5,
+        help="of two boxes overlapping more than this IoU keep the better (any phrases)",
+    )
+    group.add_argument("--max-objects", type=int, help="keep at most this many, best first")
+
+
+def load_detector(args: argparse.Namespace) -> Detector:
+    """The detector ``--detector`` names, on ``--device``; one ``error:`` line if absent."""
+    from ..text.detectors import Detector
+
+    if not args.detector:
+        raise CliError(NO_DETECTOR)
+    return Detector(args.detector, device=args.device)
+
+
+def text_masks(
+    args: argparse.Namespace,
+    predictor: Predictor,
+    image: np.ndarray,
+    embedding: Embedding | None = None,
+) -> list[TextMask]:
+    """The masks ``--text`` names, by the route the options choose (today: a detector)."""
+    from ..text.segment import segment_text
+
+    detector = load_detector(args)
+    return segment_text(
+        predictor,
+        detector,
+        image,
+        args.text,
+        box_threshold=args.box_threshold,
+        nms_threshold=args.nms_threshold,
+        max_objects=args.max_objects,
+        embedding=embedding,
+    )
+
+
+def nothing_found(args: argparse.Namespace) -> str:
+    """The message when no object passes: which phrases, which threshold, what to try."""
+    from ..text.detectors import split_phrases
+
+    phrases = ", ".join(repr(p) for p in split_phrases(args.text))
+    threshold = f"{args.box_threshold:g}" if args.box_threshold is not None else "its default"
+    return (
+        f"no object found for {phrases}: the detector scored none above {threshold}; try a "
+        "lower --box-threshold, or other words"
+    )
