@@ -95,7 +95,8 @@ class TrackSettings:
 
     Re-acquiring: a lost object is searched for with ``search_points`` x ``search_points``
     point prompts over the region where it was last seen, grown by ``search_growth`` box sizes
-    per lost frame up to the whole frame.
+    per lost frame up to the whole frame; a candidate must also have an outline within
+    ``max_shape_distance`` (Hu moments) of the object's last mask.
     """
 
     min_score: float = 0.5
@@ -108,6 +109,7 @@ class TrackSettings:
     motion_search: float = 0.5
     search_growth: float = 1.0
     search_points: int = 6
+    max_shape_distance: float = 1.5
     reference_update: float = 0.2
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ reference); the closest match that passes brings the object back.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..inference.embedding import Embedding
@@ -36,6 +37,14 @@ def grid_points(region: np.ndarray, side: int) -> np.ndarray:
     return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
 
 
+def outline_distance(first: np.ndarray, second: np.ndarray) -> float:
+    """How unlike two ``(H, W)`` bool masks' outlines are (OpenCV's Hu-moment distance, 0 for
+    the same shape at any position, size or rotation)."""
+    return float(
+        cv2.matchShapes(first.astype(np.uint8), second.astype(np.uint8), cv2.CONTOURS_MATCH_I2, 0)
+    )
+
+
 def search(
     predictor: Predictor,
     embedding: Embedding,
@@ -44,8 +53,11 @@ def search(
     settings: TrackSettings,
     taken: np.ndarray | None = None,
 ) -> Followed | None:
-    """The best candidate for a lost object on this frame, or ``None``. ``taken`` ``(H, W)`` bool: pixels other objects hold on this frame; a candidate
-    mostly inside them is another object, not this one."""
+    """The best candidate for a lost object on this frame, or ``None``. ``taken`` ``(H, W)``
+    bool: pixels other objects hold on this frame; a candidate mostly inside them is another
+    object, not this one. Candidates are also compared by outline with the object's last mask
+    (Hu moments: blind to position, size and rotation), which tells a look-alike colour of
+    another shape apart."""
     height, width = image.shape[:2]
     points = grid_points(search_region(state, settings, height, width), settings.search_points)
     best: tuple[float, Followed] | None = None
@@ -63,7 +75,13 @@ def search(
             if taken is not None and (mask & taken).sum() > 0.5 * mask.sum():
                 continue
             cost = mismatch(state, image, mask, float(prediction.scores[k, c]), settings)
-            if cost is not None and (best is None or cost < best[0]):
+            if cost is None:
+                continue
+            shape = outline_distance(state.mask, mask)
+            if shape > settings.max_shape_distance:
+                continue
+            cost += shape / settings.max_shape_distance
+            if best is None or cost < best[0]:
                 logits = prediction.low_res_logits[k, c][None]
                 best = (cost, Followed(mask, logits, float(prediction.scores[k, c])))
     return None if best is None else best[1]
