@@ -141,7 +141,6 @@ TINY = SamConfig(
 )
 
 
-
 def hq_variant(config: SamConfig) -> SamConfig:
     """The HQ-SAM model on ``config``'s architecture (``sam_hq_vit_b`` for ``vit_b``...)."""
     return replace(config, name=f"sam_hq_{config.name}", decoder=replace(config.decoder, hq=True))

@@ -27,6 +27,7 @@ from ..fast.upscale import upscale_logits
 from ..inference.embedding import encoder_id
 from ..inference.transforms import preprocess_shape
 from ..modeling.sam import Sam
+from ..modeling.sam_hq import SamHQ
 from .common import DEFAULT_OPSET, gelu_approximation, trace_to_onnx
 
 INPUT_NAMES = (
@@ -53,6 +54,7 @@ class DecoderExportOptions:
     return_extra_metrics: bool = False
     gelu_approximate: bool = False
     opset: int = DEFAULT_OPSET
+    hq_token_only: bool = False  # HQ-SAM models only (see :mod:`.decoder_hq`)
 
 
 def select_single_mask(
@@ -136,6 +138,13 @@ class OnnxDecoder(nn.Module):
                 scores = stability_score(low_res, self.mask_threshold, STABILITY_OFFSET)
             if self.return_single_mask:
                 low_res, scores = select_single_mask(low_res, scores, num_points)
+        return self.outputs(low_res, scores, orig_im_size)
+
+    def outputs(
+        self, low_res: torch.Tensor, scores: torch.Tensor, orig_im_size: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The graph's outputs from the chosen ``(1, C, 4h, 4w)`` logits and ``(1, C)``
+        scores: upscaled masks, plus stability and areas with extra metrics."""
         masks = self.upscale(low_res, orig_im_size)
         if not self.return_extra_metrics:
             return masks, scores, low_res
@@ -169,16 +178,31 @@ def export_decoder(
     return_extra_metrics: bool = False,
     gelu_approximate: bool = False,
     opset: int = DEFAULT_OPSET,
+    hq_token_only: bool = False,
 ) -> Path:
-    """Write the prompt encoder + mask decoder graph to ``output`` (see the module docstring).
+    """Write the prompt encoder + mask decoder graph to ``output`` (see the module docstring;
+    an HQ-SAM model's graph takes its early features too, see :mod:`.decoder_hq`).
 
     The flags are the official script's; the model itself is left unchanged.
     """
+    from .decoder_hq import HQ_INPUT_NAMES, OnnxDecoderHQ, dummy_inputs_hq
+
+    hq = isinstance(model, SamHQ)
+    if hq_token_only and not hq:
+        raise ValueError("hq_token_only needs an HQ-SAM model")
     options = DecoderExportOptions(
-        return_single_mask, use_stability_score, return_extra_metrics, gelu_approximate, opset
+        return_single_mask,
+        use_stability_score,
+        return_extra_metrics,
+        gelu_approximate,
+        opset,
+        hq_token_only,
     )
-    wrapper = OnnxDecoder(
-        model.eval(), return_single_mask, use_stability_score, return_extra_metrics
+    flags = (return_single_mask, use_stability_score, return_extra_metrics)
+    wrapper = (
+        OnnxDecoderHQ(model.eval(), *flags, hq_token_only)
+        if hq
+        else OnnxDecoder(model.eval(), *flags)
     )
     dynamic = {
         "point_coords": {1: "num_points"},
@@ -205,9 +229,9 @@ def export_decoder(
     with gelu_approximation(model, gelu_approximate):
         return trace_to_onnx(
             wrapper,
-            dummy_inputs(model),
+            dummy_inputs_hq(model) if hq else dummy_inputs(model),
             output,
-            input_names=INPUT_NAMES,
+            input_names=HQ_INPUT_NAMES if hq else INPUT_NAMES,
             output_names=wrapper.output_names,
             dynamic_axes=dynamic,
             opset=opset,
