@@ -8,19 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import segment_anything_hq as official_hq
 import torch
 from PIL import Image
 
-pytest.importorskip("segment_anything_hq")
-import segment_anything_hq as official_hq  # noqa: E402
-from conftest import SMALL, random_image  # noqa: E402
-from hq_helpers import hq_config, make_hq_pair  # noqa: E402
-
-import segany  # noqa: E402
-from segany import CheckpointError, Embedding, Predictor, SamPredictor  # noqa: E402
-from segany.checkpoints import infer_config, load  # noqa: E402
-from segany.config import get_config  # noqa: E402
-from segany.modeling.sam_hq import SamHQ  # noqa: E402
+import segany
+from conftest import SMALL, random_image
+from hq_helpers import hq_config, make_hq_pair
+from segany import CheckpointError, Embedding, Predictor, SamPredictor
+from segany.checkpoints import infer_config, load
+from segany.config import get_config
+from segany.modeling.sam_hq import SamHQ
 
 ATOL = 1e-4
 IMAGE = random_image(180, 240, seed=1)
