@@ -226,3 +226,6 @@ def test_web_app_serves_the_early_features_and_the_hq_graph(hq_pair, hq_graph, t
     reference = Predictor(ours).predict(expected, points=POINTS[:1], labels=LABELS[:1])
     assert scores[0, best] == pytest.approx(float(reference.scores[0, 0]), abs=ATOL)
     assert ((masks[0, best] > 0) != reference.masks[0, 0]).mean() < 1e-3
+    onnx = segany.load_onnx(hq_graph).predict(expected, points=POINTS[:1], labels=LABELS[:1])
+    assert onnx.scores[0].max() == pytest.approx(float(reference.scores[0, 0]), abs=ATOL)
+    assert (onnx.best_masks()[0] != reference.masks[0, 0]).mean() < 1e-3

@@ -124,6 +124,17 @@ def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for k in state if (m := regex.match(k))})
 
 
+def _is_hq(state: Mapping[str, torch.Tensor], encoder_dim: int) -> bool:
+    """Whether ``state`` is HQ-SAM's (:mod:`.hq`), its HQ parts checked against the encoder."""
+    if not is_hq_state(state):
+        return False
+    try:
+        check_hq_layout(state, encoder_dim)
+    except HQLayoutError as exc:
+        raise CheckpointError(f"{exc}; {_EXPECTED}") from None
+    return True
+
+
 def infer_config(state: Mapping[str, torch.Tensor]) -> SamConfig:
     """Recover the architecture from tensor shapes; named official configs when they match."""
     check_family(state)
@@ -174,13 +185,8 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> SamConfig:
         iou_head_depth=_count(state, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
         iou_head_hidden_dim=state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
         mask_in_chans=state["prompt_encoder.mask_downscaling.3.weight"].shape[0],
-        hq=is_hq_state(state),
+        hq=_is_hq(state, embed_dim),
     )
-    if decoder.hq:
-        try:
-            check_hq_layout(state, embed_dim)
-        except HQLayoutError as exc:
-            raise CheckpointError(f"{exc}; {_EXPECTED}") from None
     for known in CONFIGS.values():
         if known.encoder == encoder and known.decoder == decoder:
             return known
