@@ -169,6 +169,22 @@ def dummy_inputs(model: Sam, num_points: int = 5, seed: int = 0) -> tuple[torch.
     )
 
 
+def _traced(
+    model: Sam, options: DecoderExportOptions
+) -> tuple[OnnxDecoder, tuple[torch.Tensor, ...], tuple[str, ...]]:
+    """The module to trace, its trace-time inputs and their names: HQ-SAM's graph
+    (:mod:`.decoder_hq`) for an HQ model."""
+    from .decoder_hq import HQ_INPUT_NAMES, OnnxDecoderHQ, dummy_inputs_hq  # builds on this one
+
+    flags = (options.return_single_mask, options.use_stability_score, options.return_extra_metrics)
+    if isinstance(model, SamHQ):
+        wrapper = OnnxDecoderHQ(model.eval(), *flags, options.hq_token_only)
+        return wrapper, dummy_inputs_hq(model), HQ_INPUT_NAMES
+    if options.hq_token_only:
+        raise ValueError("hq_token_only needs an HQ-SAM model")
+    return OnnxDecoder(model.eval(), *flags), dummy_inputs(model), INPUT_NAMES
+
+
 def export_decoder(
     model: Sam,
     output: str | os.PathLike[str],
@@ -185,11 +201,6 @@ def export_decoder(
 
     The flags are the official script's; the model itself is left unchanged.
     """
-    from .decoder_hq import HQ_INPUT_NAMES, OnnxDecoderHQ, dummy_inputs_hq
-
-    hq = isinstance(model, SamHQ)
-    if hq_token_only and not hq:
-        raise ValueError("hq_token_only needs an HQ-SAM model")
     options = DecoderExportOptions(
         return_single_mask,
         use_stability_score,
@@ -198,12 +209,7 @@ def export_decoder(
         opset,
         hq_token_only,
     )
-    flags = (return_single_mask, use_stability_score, return_extra_metrics)
-    wrapper = (
-        OnnxDecoderHQ(model.eval(), *flags, hq_token_only)
-        if hq
-        else OnnxDecoder(model.eval(), *flags)
-    )
+    wrapper, inputs, input_names = _traced(model, options)
     dynamic = {
         "point_coords": {1: "num_points"},
         "point_labels": {1: "num_points"},
@@ -229,9 +235,9 @@ def export_decoder(
     with gelu_approximation(model, gelu_approximate):
         return trace_to_onnx(
             wrapper,
-            dummy_inputs_hq(model) if hq else dummy_inputs(model),
+            inputs,
             output,
-            input_names=HQ_INPUT_NAMES if hq else INPUT_NAMES,
+            input_names=input_names,
             output_names=wrapper.output_names,
             dynamic_axes=dynamic,
             opset=opset,

@@ -27,6 +27,7 @@ from ..modeling.prompt_encoder import labelled_points
 from ..modeling.sam import normalize_and_pad
 from .common import METADATA_PREFIX, require
 from .decoder import INPUT_NAMES, OUTPUT_NAMES
+from .decoder_hq import HQ_INPUT_NAMES
 
 CPU = torch.device("cpu")
 
@@ -117,7 +118,7 @@ class OnnxPredictor:
     def _check_decoder(self, path: Path) -> None:
         names = tuple(i.name for i in self.decoder.get_inputs())
         outputs = [o.name for o in self.decoder.get_outputs()]
-        if names != INPUT_NAMES or not set(OUTPUT_NAMES) <= set(outputs):
+        if names not in (INPUT_NAMES, HQ_INPUT_NAMES) or not set(OUTPUT_NAMES) <= set(outputs):
             raise ValueError(
                 f"{path}: not a SAM decoder graph (inputs {list(names)}, outputs {outputs}); "
                 f"expected inputs {list(INPUT_NAMES)}"
