@@ -28,9 +28,10 @@ def seeded_pair(name: str, seed: int = 0):
     return theirs.eval(), ours.eval()
 
 
-def row(step: str, times: dict[str, float]) -> str:
+def row(step: str, times: dict[str, float]) -> None:
+    """Print one table row as soon as it is measured."""
     a, b = times["official"], times["segany"]
-    return f"| {step} | {a:.4f} | {b:.4f} | {a / b:.2f}x |"
+    print(f"| {step} | {a:.4f} | {b:.4f} | {a / b:.2f}x |", flush=True)
 
 
 def main() -> None:
@@ -45,13 +46,14 @@ def main() -> None:
     print(
         f"machine: {machine()}\nmodel: HQ {args.model} (seeded random weights), image: {image_name}"
     )
-    rows = []
+    print("| step | official HQ (s) | segany (s) | speed-up |\n|---|---|---|---|", flush=True)
     with torch.inference_mode():
         enc = interleaved(
             {"official": lambda: a.set_image(image), "segany": lambda: b.set_image(image)},
             repeats=args.repeats,
+            warmup=0,  # a pass takes seconds: nothing left to warm
         )
-    rows.append(row("set_image (encoder + early features)", enc))
+    row("set_image (encoder + early features)", enc)
     point = dict(
         point_coords=np.array([[image.shape[1] // 2, image.shape[0] // 2]]),
         point_labels=np.array([1]),
@@ -65,7 +67,7 @@ def main() -> None:
             },
             repeats=5 * args.repeats,
         )
-        rows.append(row(f"predict, 1 point, hq_token_only={only}", times))
+        row(f"predict, 1 point, hq_token_only={only}", times)
     _, _, logits = a.predict(**point)
     refine = dict(
         point_coords=np.array(
@@ -79,17 +81,17 @@ def main() -> None:
         {"official": lambda: a.predict(**refine), "segany": lambda: b.predict(**refine)},
         repeats=5 * args.repeats,
     )
-    rows.append(row("predict, refinement click (2 points + mask input)", times))
+    row("predict, refinement click (2 points + mask input)", times)
     check = [p.predict(**point)[2] for p in (a, b)]
     settings = {"points_per_side": args.side, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     generators = {
         "official": official.SamAutomaticMaskGenerator(theirs, **settings),
         "segany": segany.SamAutomaticMaskGenerator(ours, **settings),
     }
-    times = interleaved({k: (lambda g=g: g.generate(image)) for k, g in generators.items()}, 1)
-    rows.append(row(f"segment everything, {args.side}x{args.side} points", times))
-    print("| step | official HQ (s) | segany (s) | speed-up |\n|---|---|---|---|")
-    print("\n".join(rows))
+    times = interleaved(
+        {k: (lambda g=g: g.generate(image)) for k, g in generators.items()}, 1, warmup=0
+    )
+    row(f"segment everything, {args.side}x{args.side} points", times)
     print(f"max |low-res logit difference| of a click = {np.abs(check[0] - check[1]).max():.2e}")
 
 
