@@ -182,6 +182,9 @@ def test_onnx_decoder_matches_torch_and_the_official_decoder(hq_pair, hq_graph):
         pe = prompts.get_dense_pe()
         single, _ = theirs.mask_decoder(embeddings, pe, sparse, dense, False, False, [early])
         multi, best_iou = theirs.mask_decoder(embeddings, pe, sparse, dense, True, False, [early])
+        hq_only = OnnxDecoderHQ(ours, hq_token_only=True)(*inputs)[2]  # the HQ mask in all 4
+        hq_mask, _ = theirs.mask_decoder(embeddings, pe, sparse, dense, False, True, [early])
+    torch.testing.assert_close(hq_only, hq_mask.expand(-1, 4, -1, -1), atol=ATOL, rtol=0)
     for got, want in zip(out, reference):
         np.testing.assert_allclose(got, want.numpy(), atol=1e-3)
     np.testing.assert_allclose(out[2][0, 0], single[0, 0].numpy(), atol=ATOL)
