@@ -38,7 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="vit_b")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--side", type=int, default=8, help="segment-everything grid side")
+    parser.add_argument(
+        "--side", type=int, default=8, help="segment-everything grid side (0: skip)"
+    )
     args = parser.parse_args()
     image, image_name = sample_image()
     theirs, ours = seeded_pair(args.model)
@@ -83,6 +85,9 @@ def main() -> None:
     )
     row("predict, refinement click (2 points + mask input)", times)
     check = [p.predict(**point)[2] for p in (a, b)]
+    print(f"max |low-res logit difference| of a click = {np.abs(check[0] - check[1]).max():.2e}")
+    if args.side <= 0:
+        return
     settings = {"points_per_side": args.side, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
     generators = {
         "official": official.SamAutomaticMaskGenerator(theirs, **settings),
@@ -92,7 +97,6 @@ def main() -> None:
         {k: (lambda g=g: g.generate(image)) for k, g in generators.items()}, 1, warmup=0
     )
     row(f"segment everything, {args.side}x{args.side} points", times)
-    print(f"max |low-res logit difference| of a click = {np.abs(check[0] - check[1]).max():.2e}")
 
 
 if __name__ == "__main__":
