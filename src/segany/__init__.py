@@ -4,7 +4,8 @@ Native API: :func:`load`, :class:`Predictor`, :class:`Embedding`, :class:`Intera
 ONNX: :func:`export_onnx`, and :func:`load_onnx` (an :class:`OnnxPredictor` on onnxruntime).
 Speed: :func:`optimize` (bf16 / int8 encoder, ``torch.compile``), also as ``load(precision=...)``.
 Drop-in API (official signatures): :data:`sam_model_registry`, :func:`build_sam`,
-:class:`SamPredictor`, :class:`SamAutomaticMaskGenerator`.
+:class:`SamPredictor`, :class:`SamAutomaticMaskGenerator`; HQ-SAM's as
+:data:`sam_hq_model_registry` (``predict(..., hq_token_only=...)``).
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -21,7 +22,7 @@ from .build_sam import (
     sam_model_registry,
 )
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
-from .compat import SamPredictor
+from .compat import SamPredictor, sam_hq_model_registry
 from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
 from .export import OnnxPredictor, export_onnx, load_onnx
 from .fast.allocator import keep_freed_memory
@@ -66,6 +67,7 @@ __all__ = [
     "load_onnx",
     "mask_to_logits",
     "optimize",
+    "sam_hq_model_registry",
     "sam_model_registry",
     "save_checkpoint",
 ]

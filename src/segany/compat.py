@@ -19,7 +19,7 @@ def _builder(name: str) -> Callable[..., Sam]:
             return build_model(get_config(name))
         return load_checkpoint(checkpoint, model_type=name)
 
-    build.__name__ = f"build_sam_{name}"
+    build.__name__ = f"build_{name}" if name.startswith("sam_") else f"build_sam_{name}"
     build.__doc__ = f"SAM {name}: random weights, or the given checkpoint loaded strictly."
     return build
 
@@ -36,12 +36,28 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_b": build_sam_vit_b,
 }
 
+# HQ-SAM: ``segment_anything_hq.sam_model_registry``'s builders (its ViT models), loading
+# ``sam_hq_vit_*.pth`` strictly; their ``SamPredictor.predict`` takes ``hq_token_only``
+build_sam_hq_vit_h = _builder("sam_hq_vit_h")
+build_sam_hq_vit_l = _builder("sam_hq_vit_l")
+build_sam_hq_vit_b = _builder("sam_hq_vit_b")
+sam_hq_model_registry: dict[str, Callable[..., Sam]] = {
+    "default": build_sam_hq_vit_h,
+    "vit_h": build_sam_hq_vit_h,
+    "vit_l": build_sam_hq_vit_l,
+    "vit_b": build_sam_hq_vit_b,
+}
+
 __all__ = [
     "PromptShapeError",
     "SamPredictor",
     "build_sam",
+    "build_sam_hq_vit_b",
+    "build_sam_hq_vit_h",
+    "build_sam_hq_vit_l",
     "build_sam_vit_b",
     "build_sam_vit_h",
     "build_sam_vit_l",
+    "sam_hq_model_registry",
     "sam_model_registry",
 ]

@@ -52,6 +52,9 @@ class DecoderConfig:
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
     mask_in_chans: int = 16
+    # HQ-SAM: one more output token (the HQ token) whose mask is drawn on the decoder's
+    # upscaled features fused with the encoder's early ones (its first global block's output)
+    hq: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,14 @@ TINY = SamConfig(
     ),
 )
 
-CONFIGS: dict[str, SamConfig] = {c.name: c for c in (VIT_B, VIT_L, VIT_H, TINY)}
+
+def hq_variant(config: SamConfig) -> SamConfig:
+    """The HQ-SAM model on ``config``'s architecture (``sam_hq_vit_b`` for ``vit_b``...)."""
+    return replace(config, name=f"sam_hq_{config.name}", decoder=replace(config.decoder, hq=True))
+
+
+HQ_CONFIGS: tuple[SamConfig, ...] = tuple(hq_variant(c) for c in (VIT_B, VIT_L, VIT_H))
+CONFIGS: dict[str, SamConfig] = {c.name: c for c in (VIT_B, VIT_L, VIT_H, TINY, *HQ_CONFIGS)}
 OFFICIAL_NAMES: tuple[str, ...] = ("vit_h", "vit_l", "vit_b")
 
 

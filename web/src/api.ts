@@ -18,7 +18,15 @@ export interface ImageInfo {
   height: number;
   cached: boolean;
   image_url: string;
-  embedding: { url: string; shape: number[]; dtypes: string[]; input_size: number[]; img_size: number };
+  embedding: {
+    url: string;
+    shape: number[];
+    dtypes: string[];
+    input_size: number[];
+    img_size: number;
+    early_url?: string | null; // HQ-SAM models: the early encoder features
+    early_shape?: number[] | null;
+  };
 }
 
 export interface Sample {
@@ -77,6 +85,12 @@ export async function upload(file: Blob): Promise<ImageInfo> {
 
 export async function fetchEmbedding(info: ImageInfo, dtype: "float16" | "float32"): Promise<ArrayBuffer> {
   return (await call(`${info.embedding.url}?dtype=${dtype}`)).arrayBuffer();
+}
+
+/** HQ-SAM models: the early encoder features (raw values like the embedding), else null. */
+export async function fetchEarly(info: ImageInfo, dtype: "float16" | "float32"): Promise<ArrayBuffer | null> {
+  if (!info.embedding.early_url) return null;
+  return (await call(`${info.embedding.early_url}?dtype=${dtype}`)).arrayBuffer();
 }
 
 export async function segmentEverything(id: string): Promise<{ masks: MaskRecord[]; seconds: number }> {

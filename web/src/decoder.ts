@@ -18,8 +18,15 @@ export interface ModelInfo {
   text_detector?: string | null; // the server's zero-shot detector for text prompts, if any
 }
 
+/** HQ-SAM's early encoder features (the graph's `interm_embeddings` input). */
+export interface EarlyFeatures {
+  values: Float32Array;
+  shape: number[];
+}
+
 export interface DecoderInput {
   embedding: Float32Array;
+  early?: EarlyFeatures | null; // HQ-SAM models only
   height: number;
   width: number;
   points: readonly Point[];
@@ -86,6 +93,7 @@ export class Decoder {
       has_mask_input: new ort.Tensor("float32", new Float32Array([input.maskInput ? 1 : 0]), [1]),
       orig_im_size: new ort.Tensor("float32", new Float32Array([input.height, input.width]), [2]),
     };
+    if (input.early) feeds.interm_embeddings = new ort.Tensor("float32", input.early.values, input.early.shape);
     const start = performance.now();
     const out = await this.session.run(feeds);
     const ms = performance.now() - start;

@@ -186,13 +186,18 @@ async function openImage(blob: Blob, name: string): Promise<void> {
   if (!model) return;
   showMessage(`Uploading ${name}…`);
   const info = await api.upload(blob);
-  const [buffer, picture] = await Promise.all([
+  const [buffer, earlyBuffer, picture] = await Promise.all([
     api.fetchEmbedding(info, EMBEDDING_DTYPE),
+    api.fetchEarly(info, EMBEDDING_DTYPE),
     loadPicture(info.image_url),
   ]);
   const embedding = embeddingValues(buffer, EMBEDDING_DTYPE, info.embedding.shape);
+  const earlyShape = info.embedding.early_shape ?? [];
+  const early = earlyBuffer
+    ? { values: embeddingValues(earlyBuffer, EMBEDDING_DTYPE, earlyShape), shape: earlyShape }
+    : null;
   const { width, height } = info;
-  const prompter = new Prompter(decoder!, { embedding, width, height }, recordRun);
+  const prompter = new Prompter(decoder!, { embedding, early, width, height }, recordRun);
   image = { info, name, width, height, prompter };
   accepted = [];
   everything = null;

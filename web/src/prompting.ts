@@ -3,7 +3,7 @@
 // segany.InteractiveSession does. Shared by the explore page (main.ts) and the annotation
 // page (annotate.ts).
 
-import type { Decoder, DecoderOutput } from "./decoder";
+import type { Decoder, DecoderOutput, EarlyFeatures } from "./decoder";
 import type { Box, Point } from "./geometry";
 
 export interface Candidate {
@@ -26,6 +26,7 @@ export type RunKind = "click" | "hover";
 /** An image as the decoder needs it. */
 export interface Picture {
   embedding: Float32Array;
+  early?: EarlyFeatures | null; // HQ-SAM models: the early encoder features
   width: number;
   height: number;
 }
@@ -78,10 +79,11 @@ export class Prompter {
   /** Decode prompts with the current step's chosen logits fed back. A single click (no box)
    *  gets 3 candidates, else one mask; the best-scored one is chosen. */
   async decode(points: Point[], box: Box | null, kind: RunKind): Promise<Step> {
-    const { embedding, height, width } = this.picture;
+    const { embedding, early, height, width } = this.picture;
     const previous = this.candidate();
     const out = await this.decoder.run({
       embedding,
+      early,
       height,
       width,
       points,

@@ -18,6 +18,9 @@ Where the time goes, and what segany does about it (see ``BENCHMARKS.md``):
   and dropped once run-length encoded, so memory is bounded by a handful of full-size masks,
   not by 3 x ``points_per_batch``;
 - run-length encoding places crop masks in the image frame arithmetically, without padding.
+
+An HQ-SAM model gives one mask per point (as the official HQ generator does: the best of SAM's
+three plus the HQ mask), through :class:`~segany.fast.hq_decoder.HQImageDecoder`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_area
 
+from ..fast.hq_decoder import HQImage
 from ..fast.shared_decoder import SharedImage, SharedImageDecoder, Workspace
 from ..fast.upscale import upscale_logits
 from ..formats.boxes import masks_to_boxes
@@ -40,7 +44,7 @@ from ..formats.images import read_image
 from ..formats.rle import masks_to_rle_counts
 from ..formats.sa1b import Sa1bAnnotation
 from ..inference.embedding import check_image
-from ..inference.predictor import Predictor
+from ..inference.predictor import Predictor, shared_decoder
 from ..inference.sam_predictor import SamPredictor
 from ..inference.transforms import scale_coords
 from ..modeling.sam import Sam
@@ -71,7 +75,7 @@ class _CropWork:
     the footprint of the upscaling."""
 
     crop: Crop
-    shared: SharedImage
+    shared: SharedImage | HQImage
     input_size: tuple[int, int]
     footprint: UpscaleFootprint
 
@@ -133,7 +137,8 @@ class SamAutomaticMaskGenerator:
         self.point_grids = check_settings(settings)
         self._predictor = Predictor(model)  # embeds the crops
         self._stateful: SamPredictor | None = None
-        self.decoder = SharedImageDecoder(model)
+        # HQ-SAM's route for HQ models; a decoder it cannot rearrange is refused with the reason
+        self.decoder = shared_decoder(model) or SharedImageDecoder(model)
 
     @property
     def model(self) -> Sam:
@@ -216,7 +221,7 @@ class SamAutomaticMaskGenerator:
         h, w = crop.size
         work = _CropWork(
             crop=crop,
-            shared=self.decoder.image(embedding.features),
+            shared=self.decoder.image(*embedding.encoder_outputs),
             input_size=embedding.input_size,
             footprint=UpscaleFootprint.of(
                 self._predictor.low_res_size, self.model.img_size, embedding.input_size, (h, w)

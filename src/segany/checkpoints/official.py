@@ -18,12 +18,13 @@ from ..config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_confi
 from ..fast.model import build_model
 from ..fast.precision import check_precision, optimize
 from ..modeling.sam import Sam
+from .hq import HQLayoutError, check_hq_layout, is_hq_state
 
 CONFIG_METADATA_KEY = "segany_config"
 BUNDLED_WEIGHTS = {"tiny": "tiny.safetensors"}
 _EXPECTED = (
     "expected an official SAM v1 checkpoint (sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth, "
-    "sam_vit_b_01ec64.pth) or a segany .safetensors file"
+    "sam_vit_b_01ec64.pth), an HQ-SAM one (sam_hq_vit_b.pth...) or a segany .safetensors file"
 )
 _OTHER_FAMILIES = {
     "image_encoder.trunk.": "a SAM 2 checkpoint",
@@ -123,6 +124,17 @@ def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for k in state if (m := regex.match(k))})
 
 
+def _is_hq(state: Mapping[str, torch.Tensor], encoder_dim: int) -> bool:
+    """Whether ``state`` is HQ-SAM's (:mod:`.hq`), its HQ parts checked against the encoder."""
+    if not is_hq_state(state):
+        return False
+    try:
+        check_hq_layout(state, encoder_dim)
+    except HQLayoutError as exc:
+        raise CheckpointError(f"{exc}; {_EXPECTED}") from None
+    return True
+
+
 def infer_config(state: Mapping[str, torch.Tensor]) -> SamConfig:
     """Recover the architecture from tensor shapes; named official configs when they match."""
     check_family(state)
@@ -173,6 +185,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> SamConfig:
         iou_head_depth=_count(state, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
         iou_head_hidden_dim=state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
         mask_in_chans=state["prompt_encoder.mask_downscaling.3.weight"].shape[0],
+        hq=_is_hq(state, embed_dim),
     )
     for known in CONFIGS.values():
         if known.encoder == encoder and known.decoder == decoder:

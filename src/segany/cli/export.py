@@ -65,6 +65,11 @@ def _register_onnx(formats: Any) -> None:
         action="store_true",
         help="also return stability_scores and areas of the upscaled masks",
     )
+    onnx.add_argument(
+        "--hq-token-only",
+        action="store_true",
+        help="HQ-SAM models: the masks are the HQ token's alone",
+    )
     onnx.set_defaults(func=run_export)
 
 
@@ -115,6 +120,7 @@ def run_export(args: argparse.Namespace) -> int:
             return_extra_metrics=args.return_extra_metrics,
             gelu_approximate=args.gelu_approximate,
             opset=args.opset,
+            hq_token_only=args.hq_token_only,
         )
     except ImportError as exc:  # the optional onnx packages
         raise ValueError(str(exc)) from None

@@ -45,10 +45,12 @@ def export_onnx(
     return_extra_metrics: bool = False,
     gelu_approximate: bool = False,
     opset: int = DEFAULT_OPSET,
+    hq_token_only: bool = False,
 ) -> ExportedFiles:
     """Export the decoder to ``output`` and, with ``encoder_output``, the image encoder
     (``encoder_preprocess``: resize/normalise/pad inside). ``quantize`` also writes
-    ``<name>.int8.onnx`` copies. The other flags are the official export script's."""
+    ``<name>.int8.onnx`` copies. ``hq_token_only`` (HQ-SAM models): the graph's masks are the
+    HQ mask alone. The other flags are the official export script's."""
     check_output_path(output)
     if encoder_output is not None:
         check_output_path(encoder_output)
@@ -62,6 +64,7 @@ def export_onnx(
         return_extra_metrics=return_extra_metrics,
         gelu_approximate=gelu_approximate,
         opset=opset,
+        hq_token_only=hq_token_only,
     )
     encoder = None
     if encoder_output is not None:

@@ -27,6 +27,7 @@ from ..fast.upscale import upscale_logits
 from ..inference.embedding import encoder_id
 from ..inference.transforms import preprocess_shape
 from ..modeling.sam import Sam
+from ..modeling.sam_hq import SamHQ
 from .common import DEFAULT_OPSET, gelu_approximation, trace_to_onnx
 
 INPUT_NAMES = (
@@ -53,6 +54,7 @@ class DecoderExportOptions:
     return_extra_metrics: bool = False
     gelu_approximate: bool = False
     opset: int = DEFAULT_OPSET
+    hq_token_only: bool = False  # HQ-SAM models only (see :mod:`.decoder_hq`)
 
 
 def select_single_mask(
@@ -136,6 +138,13 @@ class OnnxDecoder(nn.Module):
                 scores = stability_score(low_res, self.mask_threshold, STABILITY_OFFSET)
             if self.return_single_mask:
                 low_res, scores = select_single_mask(low_res, scores, num_points)
+        return self.outputs(low_res, scores, orig_im_size)
+
+    def outputs(
+        self, low_res: torch.Tensor, scores: torch.Tensor, orig_im_size: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The graph's outputs from the chosen ``(1, C, 4h, 4w)`` logits and ``(1, C)``
+        scores: upscaled masks, plus stability and areas with extra metrics."""
         masks = self.upscale(low_res, orig_im_size)
         if not self.return_extra_metrics:
             return masks, scores, low_res
@@ -160,6 +169,22 @@ def dummy_inputs(model: Sam, num_points: int = 5, seed: int = 0) -> tuple[torch.
     )
 
 
+def _traced(
+    model: Sam, options: DecoderExportOptions
+) -> tuple[OnnxDecoder, tuple[torch.Tensor, ...], tuple[str, ...]]:
+    """The module to trace, its trace-time inputs and their names: HQ-SAM's graph
+    (:mod:`.decoder_hq`) for an HQ model."""
+    from .decoder_hq import HQ_INPUT_NAMES, OnnxDecoderHQ, dummy_inputs_hq  # builds on this one
+
+    flags = (options.return_single_mask, options.use_stability_score, options.return_extra_metrics)
+    if isinstance(model, SamHQ):
+        wrapper = OnnxDecoderHQ(model.eval(), *flags, options.hq_token_only)
+        return wrapper, dummy_inputs_hq(model), HQ_INPUT_NAMES
+    if options.hq_token_only:
+        raise ValueError("hq_token_only needs an HQ-SAM model")
+    return OnnxDecoder(model.eval(), *flags), dummy_inputs(model), INPUT_NAMES
+
+
 def export_decoder(
     model: Sam,
     output: str | os.PathLike[str],
@@ -169,17 +194,22 @@ def export_decoder(
     return_extra_metrics: bool = False,
     gelu_approximate: bool = False,
     opset: int = DEFAULT_OPSET,
+    hq_token_only: bool = False,
 ) -> Path:
-    """Write the prompt encoder + mask decoder graph to ``output`` (see the module docstring).
+    """Write the prompt encoder + mask decoder graph to ``output`` (see the module docstring;
+    an HQ-SAM model's graph takes its early features too, see :mod:`.decoder_hq`).
 
     The flags are the official script's; the model itself is left unchanged.
     """
     options = DecoderExportOptions(
-        return_single_mask, use_stability_score, return_extra_metrics, gelu_approximate, opset
+        return_single_mask,
+        use_stability_score,
+        return_extra_metrics,
+        gelu_approximate,
+        opset,
+        hq_token_only,
     )
-    wrapper = OnnxDecoder(
-        model.eval(), return_single_mask, use_stability_score, return_extra_metrics
-    )
+    wrapper, inputs, input_names = _traced(model, options)
     dynamic = {
         "point_coords": {1: "num_points"},
         "point_labels": {1: "num_points"},
@@ -205,9 +235,9 @@ def export_decoder(
     with gelu_approximation(model, gelu_approximate):
         return trace_to_onnx(
             wrapper,
-            dummy_inputs(model),
+            inputs,
             output,
-            input_names=INPUT_NAMES,
+            input_names=input_names,
             output_names=wrapper.output_names,
             dynamic_axes=dynamic,
             opset=opset,

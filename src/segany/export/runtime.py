@@ -27,6 +27,7 @@ from ..modeling.prompt_encoder import labelled_points
 from ..modeling.sam import normalize_and_pad
 from .common import METADATA_PREFIX, require
 from .decoder import INPUT_NAMES, OUTPUT_NAMES
+from .decoder_hq import HQ_INPUT_NAMES
 
 CPU = torch.device("cpu")
 
@@ -117,7 +118,7 @@ class OnnxPredictor:
     def _check_decoder(self, path: Path) -> None:
         names = tuple(i.name for i in self.decoder.get_inputs())
         outputs = [o.name for o in self.decoder.get_outputs()]
-        if names != INPUT_NAMES or not set(OUTPUT_NAMES) <= set(outputs):
+        if names not in (INPUT_NAMES, HQ_INPUT_NAMES) or not set(OUTPUT_NAMES) <= set(outputs):
             raise ValueError(
                 f"{path}: not a SAM decoder graph (inputs {list(names)}, outputs {outputs}); "
                 f"expected inputs {list(INPUT_NAMES)}"
@@ -177,6 +178,15 @@ class OnnxPredictor:
             encoder_id=self.encoder_id,
         )
 
+    def _early_feed(self, embedding: Embedding) -> dict[str, np.ndarray]:
+        """An HQ-SAM graph's ``interm_embeddings`` input (its masks are SAM's candidates each
+        with the HQ mask added, see :mod:`.decoder_hq`); nothing for other graphs."""
+        if not _hq_input(self.decoder):
+            return {}
+        if embedding.early is None:
+            raise ValueError("an HQ-SAM decoder graph needs an embedding with early features")
+        return {"interm_embeddings": embedding.early.detach().float().cpu().numpy()}
+
     def check_embedding(self, embedding: Embedding) -> None:
         """``ValueError`` if the embedding does not belong to this model."""
         check_embedding(embedding, self.img_size, self.encoder_id)
@@ -208,6 +218,7 @@ class OnnxPredictor:
             coords, point_labels = merged
         zeros = np.zeros((1, 1, self.low_res_size, self.low_res_size), np.float32)
         features = embedding.features.detach().to(torch.float32).cpu().numpy()
+        early = self._early_feed(embedding)
         selected = output_slice(multimask)
         results: list[list[np.ndarray]] = [[], [], []]
         for k in range(count):
@@ -219,6 +230,7 @@ class OnnxPredictor:
                 "mask_input": prompts.mask_input[k : k + 1].numpy() if has_mask else zeros,  # type: ignore[index]
                 "has_mask_input": np.array([1.0 if has_mask else 0.0]),
                 "orig_im_size": np.array(embedding.original_size),
+                **early,
             }
             feeds = {name: np.ascontiguousarray(v, np.float32) for name, v in feeds.items()}
             outputs = self.decoder.run(list(OUTPUT_NAMES), feeds)
@@ -230,6 +242,11 @@ class OnnxPredictor:
             scores=scores,
             low_res_logits=low_res,
         )
+
+
+def _hq_input(session: Any) -> bool:
+    """Whether a decoder graph is HQ-SAM's (it takes the early features)."""
+    return any(i.name == "interm_embeddings" for i in session.get_inputs())
 
 
 def load_onnx(

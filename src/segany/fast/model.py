@@ -22,6 +22,7 @@ from ..config import SamConfig
 from ..modeling import image_encoder, transformer
 from ..modeling import sam as reference
 from ..modeling.mask_decoder import MaskDecoder
+from ..modeling.sam_hq import SamHQ
 from .attention import FastAttention, FastBlock
 from .folding import FoldedProjectionAttention
 from .upscale import patch_matmul, upscale_logits
@@ -72,6 +73,10 @@ class FastSam(reference.Sam):
         return upscale_logits(masks, self.img_size, tuple(input_size), tuple(original_size))
 
 
+class FastSamHQ(SamHQ, FastSam):
+    """:class:`~segany.modeling.sam_hq.SamHQ` with :class:`FastSam`'s ``postprocess_masks``."""
+
+
 # reference class -> its class with the speed routes (the same parameters and buffers)
 FAST_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
     image_encoder.Attention: FastAttention,
@@ -79,6 +84,7 @@ FAST_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
     transformer.Attention: FoldedProjectionAttention,
     MaskDecoder: FastMaskDecoder,
     reference.Sam: FastSam,
+    SamHQ: FastSamHQ,
 }
 
 

@@ -46,8 +46,11 @@ def _to_dtype(dtype: torch.dtype) -> Any:
     return hook
 
 
-def _to_float32(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
-    """A forward hook returning the output as float32 (embeddings are float32 at every edge)."""
+def _to_float32(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+    """A forward hook returning the output as float32 (embeddings are float32 at every edge);
+    each of a tuple's tensors for an encoder with several outputs (HQ-SAM's)."""
+    if isinstance(output, tuple):
+        return tuple(t.float() for t in output)
     return output.float()
 
 

@@ -31,7 +31,9 @@ class Embedding:
 
     ``features`` is ``(1, D, h, w)`` float32 (``(1, 256, 64, 64)`` for the official models);
     ``original_size`` and ``input_size`` (after resizing, before padding) are ``(H, W)``.
-    ``encoder_id`` identifies the encoder weights that produced it.
+    ``encoder_id`` identifies the encoder weights that produced it. ``early`` is, for HQ-SAM,
+    the encoder's early features ``(1, h, w, C)`` float32 (its first global block's output,
+    which the HQ decoder fuses), else ``None``.
     """
 
     features: torch.Tensor
@@ -39,6 +41,7 @@ class Embedding:
     input_size: tuple[int, int]
     img_size: int
     encoder_id: str = ""
+    early: torch.Tensor | None = None
     _derived: weakref.WeakKeyDictionary[Any, tuple[Hashable, Any]] = field(
         default_factory=weakref.WeakKeyDictionary, init=False, repr=False, compare=False
     )
@@ -69,6 +72,11 @@ class Embedding:
         return self.original_size[1]
 
     @property
+    def encoder_outputs(self) -> tuple[torch.Tensor, ...]:
+        """What a decoder route takes per image: ``(features,)``, or ``(features, early)``."""
+        return (self.features,) if self.early is None else (self.features, self.early)
+
+    @property
     def low_res_size(self) -> int:
         """Side of the low-res mask logits decoded from it (``mask_input``, ``low_res_logits``)."""
         return low_res_side(self.features.shape[-1])
@@ -87,8 +95,11 @@ class Embedding:
             "encoder_id": self.encoder_id,
             "format": "segany-embedding",
         }
+        tensors = {"features": self.features}
+        if self.early is not None:
+            tensors["early"] = self.early
         return safetensors_bytes(
-            {"features": self.features.detach().float().contiguous().cpu()}, metadata
+            {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, metadata
         )
 
     @classmethod
@@ -103,18 +114,27 @@ class Embedding:
                 if meta.get("format") != "segany-embedding":
                     raise ValueError("missing segany-embedding metadata")
                 features = handle.get_tensor("features")
+                names = handle.keys()  # a safetensors handle has no ``in``
+                early = handle.get_tensor("early") if "early" in names else None
             original = tuple(int(v) for v in meta["original_size"].split(","))
             input_size = tuple(int(v) for v in meta["input_size"].split(","))
             img_size = int(meta["img_size"])
         except (SafetensorError, OSError, ValueError, KeyError) as exc:
             raise ValueError(f"{path}: not a segany embedding file ({exc})") from None
-        return cls(features, original, input_size, img_size, meta.get("encoder_id", ""))  # type: ignore[arg-type]
+        return cls(features, original, input_size, img_size, meta.get("encoder_id", ""), early)  # type: ignore[arg-type]
 
 
 def low_res_side(grid: int) -> int:
     """Side of the low-res mask logits for an embedding grid of side ``grid`` (256 for 64): the
     one rule for embeddings and exported graphs, which carry a grid but no model."""
     return LOW_RES_UPSCALE * grid
+
+
+def encode(model: Sam, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The image encoder on ``(B, 3, S, S)`` preprocessed images: embeddings ``(B, D, h, w)``
+    and, for HQ-SAM (whose encoder returns both), the early features ``(B, h, w, C)``."""
+    out = model.image_encoder(images)
+    return out if isinstance(out, tuple) else (out, None)
 
 
 def prepare_image(model: Sam, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fast.hq_decoder import HQImageDecoder
 from ..fast.shared_decoder import SharedImageDecoder, tensors_version
 from ..fast.upscale import upscale_to_masks
 from ..modeling.sam import Sam
-from .embedding import Embedding, encoder_id, prepare_image
+from ..modeling.sam_hq import SamHQ
+from .embedding import Embedding, encode, encoder_id, prepare_image
 from .prompts import PromptBatch, check_embedding, convert_images, embedding_prompts
 
 
@@ -48,22 +50,29 @@ def decode_prompts(
     prompts: PromptBatch,
     multimask_output: bool,
     return_logits: bool,
+    hq_token_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the prompt encoder and decoder and upscale: ``(K, C, H, W)`` masks (bool or logits),
     ``(K, C)`` IoU, ``(K, C, 4h, 4w)`` low-res logits. The one decode path of every predictor.
+    An HQ-SAM model gives one mask per prompt set (C = 1; the HQ mask alone with
+    ``hq_token_only``, see :class:`~segany.fast.hq_decoder.HQImageDecoder`).
 
     ``decoder`` (the model's :class:`SharedImageDecoder`, if given) decodes against inputs computed once
     per embedding and kept with it, changed for a mask input by c-wide products
     (:class:`~segany.fast.shared_decoder.MaskFold`); other models go through :meth:`Sam.decode`.
     """
+    hq = isinstance(decoder, HQImageDecoder)
+    if hq_token_only and not hq:
+        raise ValueError("hq_token_only needs an HQ-SAM model")
     if decoder is not None and (prompts.mask_input is None or decoder.accepts_masks):
         sparse, _ = model.prompt_encoder(points=prompts.point_pair, boxes=prompts.boxes, masks=None)
         sparse = sparse.expand(prompts.size, -1, -1)  # (1, 0, D) for masks alone
         shared = embedding.derived(
-            decoder, weights_version(model), lambda: decoder.image(embedding.features)
+            decoder, weights_version(model), lambda: decoder.image(*embedding.encoder_outputs)
         )
+        options = {"hq_token_only": hq_token_only} if hq else {}
         decoded = decoder.decode(
-            shared, sparse, multimask=multimask_output, mask_input=prompts.mask_input
+            shared, sparse, multimask=multimask_output, mask_input=prompts.mask_input, **options
         )
         low_res = decoder.masks(decoded)
         iou = decoded.iou
@@ -95,8 +104,11 @@ def weights_version(model: Sam) -> tuple[int, ...]:
     return tensors_version([*tensors, *model.mask_decoder.parameters()])
 
 
-def shared_decoder(model: Sam) -> SharedImageDecoder | None:
-    """The model's :class:`SharedImageDecoder`, or ``None`` for a decoder it cannot rearrange."""
+def shared_decoder(model: Sam) -> SharedImageDecoder | HQImageDecoder | None:
+    """The model's :class:`SharedImageDecoder` (:class:`HQImageDecoder` for HQ-SAM), or
+    ``None`` for a decoder it cannot rearrange."""
+    if isinstance(model, SamHQ):
+        return HQImageDecoder(model)
     return SharedImageDecoder(model) if model.mask_decoder.transformer.depth >= 1 else None
 
 
@@ -132,7 +144,7 @@ class Predictor:
             tensor, input_size = prepare_image(self.model, image)
             batch.append(self.model.preprocess(tensor)[0])
             sizes.append(((image.shape[0], image.shape[1]), input_size))
-        features = self.model.image_encoder(torch.stack(batch))
+        features, early = encode(self.model, torch.stack(batch))
         return [
             Embedding(
                 features=features[i : i + 1].clone(),
@@ -140,6 +152,7 @@ class Predictor:
                 input_size=input_size,
                 img_size=self.model.img_size,
                 encoder_id=self._encoder_id,
+                early=None if early is None else early[i : i + 1].clone(),
             )
             for i, (original, input_size) in enumerate(sizes)
         ]
@@ -159,20 +172,23 @@ class Predictor:
         mask_input: Any = None,
         multimask: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool = False,
     ) -> Prediction:
         """Masks for prompts in original-image pixels.
 
         ``points`` ``(N, 2)`` or ``(K, N, 2)`` as (x, y) with ``labels`` (1 foreground,
         0 background); ``boxes`` ``(4,)`` or ``(K, 4)`` XYXY (K boxes give K masks);
         ``mask_input`` previous low-res logits ``(1, 4h, 4w)`` or ``(K, 1, 4h, 4w)``.
-        Parts broadcast over the K prompt sets. With ``multimask`` each set gets 3 candidates.
+        Parts broadcast over the K prompt sets. With ``multimask`` each set gets 3 candidates;
+        an HQ-SAM model gives one (the best of SAM's 3 with ``multimask``, else SAM's single
+        mask, plus the HQ mask; only the HQ mask with ``hq_token_only``).
         """
         self.check_embedding(embedding)
         prompts = embedding_prompts(
             embedding, self.device, points=points, labels=labels, boxes=boxes, mask_input=mask_input
         )
         masks, iou, low_res = decode_prompts(
-            self.model, self._decoder, embedding, prompts, multimask, return_logits
+            self.model, self._decoder, embedding, prompts, multimask, return_logits, hq_token_only
         )
         return Prediction(
             masks=masks.cpu().numpy(),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..modeling.sam import Sam
-from .embedding import Embedding, encoder_id, prepare_image
+from .embedding import Embedding, encode, encoder_id, prepare_image
 from .predictor import decode_prompts, shared_decoder
 from .prompts import PromptBatch, convert_image, embedding_prompts
 from .transforms import ResizeLongestSide
@@ -55,6 +55,8 @@ class SamPredictor:
         """Forget the current image."""
         self.is_image_set = False
         self.features: torch.Tensor | None = None
+        # HQ-SAM's: the early encoder features, in a list as the official HQ predictor keeps them
+        self.interm_features: list[torch.Tensor] | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         # the official predictor's attributes (it sets them to None and never updates them)
@@ -82,7 +84,9 @@ class SamPredictor:
         self.reset_image()
         self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
         self.input_size = (shape[2], shape[3])
-        self.features = self.model.image_encoder(self.model.preprocess(transformed_image.float()))
+        features, early = encode(self.model, self.model.preprocess(transformed_image.float()))
+        self.features = features
+        self.interm_features = None if early is None else [early]
         self.is_image_set = True
 
     def _embedding(self) -> Embedding:
@@ -100,6 +104,7 @@ class SamPredictor:
                 self.input_size,  # type: ignore[arg-type]
                 self.model.image_encoder.img_size,
                 self._encoder_id,
+                None if self.interm_features is None else self.interm_features[0],
             )
             self._current = current
         return current
@@ -113,10 +118,12 @@ class SamPredictor:
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks ``(C, H, W)``, IoU ``(C,)`` and low-res logits ``(C, 4h, 4w)`` for one prompt:
         ``point_coords`` ``(N, 2)`` pixels with ``point_labels`` ``(N,)``, one XYXY ``box``,
-        ``mask_input`` ``(1, 4h, 4w)`` logits."""
+        ``mask_input`` ``(1, 4h, 4w)`` logits. ``hq_token_only`` is the official HQ-SAM
+        predictor's flag (HQ-SAM models give C = 1)."""
         embedding = self._embedding()
         _check_official_shapes(point_coords, point_labels, box, mask_input)
         prompts = embedding_prompts(
@@ -129,7 +136,13 @@ class SamPredictor:
             require_inside=False,
         )
         masks, iou, low_res = decode_prompts(
-            self.model, self._decoder, embedding, prompts, multimask_output, return_logits
+            self.model,
+            self._decoder,
+            embedding,
+            prompts,
+            multimask_output,
+            return_logits,
+            hq_token_only,
         )
         return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
@@ -142,6 +155,7 @@ class SamPredictor:
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batched prompts already in the model's input frame: ``point_coords`` ``(B, N, 2)``,
         ``point_labels`` ``(B, N)``, ``boxes`` ``(B, 4)``, ``mask_input`` ``(B, 1, 4h, 4w)``.
@@ -153,7 +167,13 @@ class SamPredictor:
             raise ValueError("empty prompt: give point_coords, boxes or mask_input")
         prompts = PromptBatch(point_coords, point_labels, boxes, mask_input)
         return decode_prompts(
-            self.model, self._decoder, embedding, prompts, multimask_output, return_logits
+            self.model,
+            self._decoder,
+            embedding,
+            prompts,
+            multimask_output,
+            return_logits,
+            hq_token_only,
         )
 
     def get_image_embedding(self) -> torch.Tensor:

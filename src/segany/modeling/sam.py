@@ -158,6 +158,10 @@ class Sam(nn.Module):
 
 def build_model(config: SamConfig, *, drop_path_rate: float = 0.0, dropout: float = 0.0) -> Sam:
     """A freshly initialised model for ``config`` (in eval mode)."""
+    if config.decoder.hq:  # HQ-SAM's module builds on this one, so it is imported here
+        from .sam_hq import build_hq_model
+
+        return build_hq_model(config, drop_path_rate=drop_path_rate, dropout=dropout)
     dec = config.decoder
     grid = config.embedding_size
     model = Sam(

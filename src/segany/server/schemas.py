@@ -38,6 +38,12 @@ class EmbeddingInfo(BaseModel):
     dtypes: list[EmbeddingDtype] = Field(description="choose with ?dtype=; float16 by default")
     input_size: list[int] = Field(description="(h, w) after resizing, before padding")
     img_size: int
+    early_url: str | None = Field(
+        None,
+        description="HQ-SAM models: GET the early encoder features like the embedding (the "
+        "decoder graph's interm_embeddings input)",
+    )
+    early_shape: list[int] | None = None
 
 
 class ImageInfo(BaseModel):

@@ -121,15 +121,19 @@ class SegmentService:
         whether the encoder was spared (cached, or being embedded for another request)."""
         return await self.queue.upload(data)
 
-    async def embedding(self, key: str, dtype: str) -> tuple[bytes, Embedding]:
-        """The embedding's raw values (C order, little-endian) as ``dtype``."""
+    async def embedding(self, key: str, dtype: str, early: bool = False) -> tuple[bytes, Embedding]:
+        """The embedding's raw values (C order, little-endian) as ``dtype``; with ``early``, its
+        early encoder features instead (HQ-SAM models; 404 for others)."""
         if dtype not in EMBEDDING_DTYPES:
             raise ApiError(
                 400, f"dtype must be one of {', '.join(EMBEDDING_DTYPES)}; got {dtype!r}"
             )
         entry = find_entry(self.cache, key)
         embedding = await to_thread.run_sync(entry_embedding, entry)
-        values = embedding.features.float().numpy().astype(np.dtype(dtype).newbyteorder("<"))
+        tensor = embedding.early if early else embedding.features
+        if tensor is None:
+            raise ApiError(404, "this model's embeddings have no early features (not HQ-SAM)")
+        values = tensor.float().numpy().astype(np.dtype(dtype).newbyteorder("<"))
         return values.tobytes(), embedding
 
     async def display_png(self, key: str) -> bytes:

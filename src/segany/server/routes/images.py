@@ -42,14 +42,17 @@ def image_info(key: str, embedding: Embedding, cached: bool) -> ImageInfo:
             dtypes=["float16", "float32"],
             input_size=list(embedding.input_size),
             img_size=embedding.img_size,
+            early_url=None if embedding.early is None else f"/api/images/{key}/early",
+            early_shape=None if embedding.early is None else list(embedding.early.shape),
         ),
     )
 
 
-def embedding_headers(value: Embedding, dtype: str) -> dict[str, str]:
+def embedding_headers(value: Embedding, dtype: str, early: bool = False) -> dict[str, str]:
     """Shape, dtype and sizes of a raw embedding answer (the page reads them)."""
+    shape = value.early.shape if (early and value.early is not None) else value.features.shape
     return {
-        "x-embedding-shape": ",".join(str(v) for v in value.features.shape),
+        "x-embedding-shape": ",".join(str(v) for v in shape),
         "x-embedding-dtype": dtype,
         "x-original-size": f"{value.height},{value.width}",
         "x-input-size": f"{value.input_size[0]},{value.input_size[1]}",
@@ -96,6 +99,20 @@ def images_router(service: SegmentService) -> APIRouter:
         data, value = await service.embedding(image_id, dtype)
         return Response(
             data, media_type="application/octet-stream", headers=embedding_headers(value, dtype)
+        )
+
+    @router.get("/api/images/{image_id}/early", responses=binary("application/octet-stream"))
+    async def early(
+        image_id: str = ImageId,
+        dtype: EmbeddingDtype = Query("float16", description="float16 halves the transfer"),
+    ) -> Response:
+        """HQ-SAM models: the early encoder features as raw little-endian values (the decoder
+        graph's ``interm_embeddings``); shape and dtype in headers."""
+        data, value = await service.embedding(image_id, dtype, early=True)
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers=embedding_headers(value, dtype, early=True),
         )
 
     @router.get("/api/images/{image_id}/image.png", responses=binary("image/png"))
