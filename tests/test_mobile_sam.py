@@ -95,11 +95,16 @@ def test_encoder_matches_reference_on_seeded_weights(mobile_file):
     }
     ours.load_state_dict({k: v for k, v in encoder_state.items() if "head" not in k})
     x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(2))
+    fast = segany.optimize(segany.modeling.build_model(SMALL_MOBILE), "fp32").image_encoder
+    fast.load_state_dict(ours.state_dict())
     with torch.no_grad():
         expected = reference(x)[0]
         got = ours(x)
+        routed = fast(x)  # channels-last memory, batch norm folded into the convolutions
     assert got.shape == (1, 256, 64, 64)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    assert type(fast).__name__ == "FastTinyViT"
+    torch.testing.assert_close(routed, expected, atol=1e-4, rtol=0)
 
 
 class _EmbeddingOnly(torch.nn.Module):

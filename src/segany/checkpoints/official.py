@@ -282,8 +282,9 @@ def load(
     elif name in BUNDLED_WEIGHTS:
         raise ValueError(f"the bundled weights of {name!r} are missing from this installation")
     elif name in CONFIGS or name == "default":
+        example = "mobile_sam.pt" if name == "vit_t" else f"sam_{get_config(name).name}_….pth"
         raise ValueError(
-            f"model {name!r} needs its weights: pass checkpoint='sam_{get_config(name).name}_….pth' "
+            f"model {name!r} needs its weights: pass checkpoint='{example}' "
             "(official files cannot be downloaded automatically); use segany.build_model(config) "
             "for randomly initialised weights"
         )

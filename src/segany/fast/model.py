@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SamConfig
-from ..modeling import image_encoder, transformer
+from ..modeling import image_encoder, tiny_vit, transformer
 from ..modeling import sam as reference
 from ..modeling.mask_decoder import MaskDecoder
 from .attention import FastAttention, FastBlock
 from .folding import FoldedProjectionAttention
+from .tiny_vit import FastTinyViT, FoldedConvBN
 from .upscale import patch_matmul, upscale_logits
 
 
@@ -79,6 +80,8 @@ FAST_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
     transformer.Attention: FoldedProjectionAttention,
     MaskDecoder: FastMaskDecoder,
     reference.Sam: FastSam,
+    tiny_vit.TinyViT: FastTinyViT,
+    tiny_vit.ConvBN: FoldedConvBN,
 }
 
 
