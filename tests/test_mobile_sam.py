@@ -15,7 +15,7 @@ from segment_anything import modeling as official_modeling
 
 import segany
 from conftest import random_image
-from segany import Predictor, TinyViTConfig, sam_model_registry
+from segany import CheckpointError, Predictor, TinyViTConfig, sam_model_registry
 from segany.checkpoints import infer_config, save_checkpoint
 from segany.cli import main
 from segany.config import VIT_T, SamConfig
@@ -85,6 +85,14 @@ def test_published_layout_and_parameter_count():
     counted = sum(p.numel() for n, p in reference.named_parameters() if "head" not in n)
     assert sum(p.numel() for p in ours.image_encoder.parameters()) == counted == 5_743_892
     assert ours.config == VIT_T and ours.img_size == 1024 and ours.config.embedding_size == 64
+
+
+def test_model_type_is_checked_against_the_file(mobile_file):
+    path, _, _ = mobile_file
+    with pytest.raises(CheckpointError, match=r"holds a custom model \(a TinyViT encoder"):
+        segany.load("vit_b", checkpoint=path)
+    with pytest.raises(CheckpointError, match="but model type 'vit_t' was asked for"):
+        sam_model_registry["vit_t"](checkpoint=path)  # a narrower TinyViT than MobileSAM's
 
 
 def test_encoder_matches_reference_on_seeded_weights(mobile_file):

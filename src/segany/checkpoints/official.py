@@ -213,9 +213,15 @@ def load_checkpoint(path: str | os.PathLike[str], model_type: str | None = None)
     if model_type is not None:
         wanted = get_config(model_type)
         if wanted.encoder != detected.encoder or wanted.decoder != detected.decoder:
+            enc = detected.encoder
+            shape = (
+                f"embed_dim {enc.embed_dim}, depth {enc.depth}"
+                if isinstance(enc, EncoderConfig)
+                else f"a TinyViT encoder, embed_dims {list(enc.embed_dims)}"
+            )
             raise CheckpointError(
-                f"{path}: holds a {detected.name} model (embed_dim {detected.encoder.embed_dim}, "
-                f"depth {detected.encoder.depth}), but model type {model_type!r} was asked for"
+                f"{path}: holds a {detected.name} model ({shape}), "
+                f"but model type {model_type!r} was asked for"
             )
     model = build_model(detected)
     load_state_dict_strict(model, state, str(path))
