@@ -110,7 +110,7 @@ lint: $(VENV)/.installed-dev
 # time under a lock, so that benchmarks on a shared machine never overlap.
 BENCH_LOCK ?= /tmp/segany-bench.lock
 bench: $(VENV)/.installed-dev
-	for script in bench_encoder bench_attention bench_predictor bench_batched_call bench_automatic bench_engine_auto bench_engine_store bench_ray bench_onnx bench_video; do \
+	for script in bench_encoder bench_attention bench_predictor bench_batched_call bench_automatic bench_engine_auto bench_engine_store bench_ray bench_onnx bench_video bench_hq bench_mobile bench_hf; do \
 		echo "== $$script"; flock $(BENCH_LOCK) $(PY) benchmarks/$$script.py || exit 1; done
 	flock $(BENCH_LOCK) $(PY) benchmarks/bench_encoder.py --model vit_h --modes fp32,bf16 --repeats 2
 	flock $(BENCH_LOCK) $(PY) benchmarks/bench_floor.py

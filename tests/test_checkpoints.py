@@ -33,7 +33,7 @@ def test_keys_and_parameter_counts_equal_official(name):
 
 
 def test_registry_names_and_constants():
-    assert set(sam_model_registry) == {"default", "vit_h", "vit_l", "vit_b"}
+    assert set(sam_model_registry) == {"default", "vit_h", "vit_l", "vit_b", "vit_t"}
     assert segany.build_sam is segany.build_sam_vit_h
     with torch.device("meta"):
         model = sam_model_registry["default"]()

@@ -19,11 +19,12 @@ from .build_sam import (
     build_sam_vit_b,
     build_sam_vit_h,
     build_sam_vit_l,
+    build_sam_vit_t,
     sam_model_registry,
 )
 from .checkpoints import CheckpointError, load, load_checkpoint, save_checkpoint
 from .compat import SamPredictor, sam_hq_model_registry
-from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
+from .config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, TinyViTConfig, get_config
 from .export import OnnxPredictor, export_onnx, load_onnx
 from .fast.allocator import keep_freed_memory
 from .fast.model import build_model
@@ -53,12 +54,14 @@ __all__ = [
     "SamAutomaticMaskGenerator",
     "SamConfig",
     "SamPredictor",
+    "TinyViTConfig",
     "__version__",
     "build_model",
     "build_sam",
     "build_sam_vit_b",
     "build_sam_vit_h",
     "build_sam_vit_l",
+    "build_sam_vit_t",
     "export_onnx",
     "get_config",
     "keep_freed_memory",

@@ -6,6 +6,7 @@ from .compat import (
     build_sam_vit_b,
     build_sam_vit_h,
     build_sam_vit_l,
+    build_sam_vit_t,
     sam_model_registry,
 )
 from .modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -20,5 +21,6 @@ __all__ = [
     "build_sam_vit_b",
     "build_sam_vit_h",
     "build_sam_vit_l",
+    "build_sam_vit_t",
     "sam_model_registry",
 ]

@@ -1,5 +1,6 @@
 """Drop-in names with the official signatures: ``sam_model_registry``, ``build_sam*`` and the
-stateful ``SamPredictor``. Code written for ``segment_anything`` runs by changing the import."""
+stateful ``SamPredictor``. Code written for ``segment_anything`` (or MobileSAM's ``mobile_sam``,
+whose ``vit_t`` is here too) runs by changing the import."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def _builder(name: str) -> Callable[..., Sam]:
 build_sam_vit_h = _builder("vit_h")
 build_sam_vit_l = _builder("vit_l")
 build_sam_vit_b = _builder("vit_b")
+build_sam_vit_t = _builder("vit_t")  # MobileSAM: its package names the TinyViT model vit_t
 build_sam = build_sam_vit_h
 
 sam_model_registry: dict[str, Callable[..., Sam]] = {
@@ -34,6 +36,7 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_h": build_sam_vit_h,
     "vit_l": build_sam_vit_l,
     "vit_b": build_sam_vit_b,
+    "vit_t": build_sam_vit_t,
 }
 
 # HQ-SAM: ``segment_anything_hq.sam_model_registry``'s builders (its ViT models), loading
@@ -58,6 +61,7 @@ __all__ = [
     "build_sam_vit_b",
     "build_sam_vit_h",
     "build_sam_vit_l",
+    "build_sam_vit_t",
     "sam_hq_model_registry",
     "sam_model_registry",
 ]

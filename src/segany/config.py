@@ -40,6 +40,30 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class TinyViTConfig:
+    """MobileSAM's TinyViT image encoder: a convolutional stage, then windowed-attention stages
+    with a depthwise convolution in each block; stride 4, 8, 16, 16 (the last stage keeps the
+    1/16 grid) and SAM's neck."""
+
+    img_size: int = 1024
+    embed_dims: tuple[int, ...] = (64, 128, 160, 320)
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    # per attention stage, i.e. from stage 1 on (stage 0 is convolutional); MobileSAM's code
+    # lists 4 entries, of which the first is unused
+    num_heads: tuple[int, ...] = (4, 5, 10)
+    window_sizes: tuple[int, ...] = (7, 14, 7)
+    mlp_ratio: float = 4.0
+    mbconv_expand_ratio: float = 4.0
+    local_conv_size: int = 3
+    out_chans: int = 256
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the output grid, e.g. 64 for 1024 / 16."""
+        return self.img_size // 16
+
+
+@dataclass(frozen=True)
 class DecoderConfig:
     """Prompt encoder plus two-way transformer mask decoder (the same for all official models)."""
 
@@ -62,7 +86,7 @@ class SamConfig:
     """A whole SAM model: encoder, prompt encoder/decoder, and pre/post-processing constants."""
 
     name: str
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    encoder: EncoderConfig | TinyViTConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     pixel_mean: tuple[float, float, float] = PIXEL_MEAN
     pixel_std: tuple[float, float, float] = PIXEL_STD
@@ -87,12 +111,13 @@ class SamConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamConfig:
-        encoder = dict(data.get("encoder", {}))
-        if "global_attn_indexes" in encoder:
-            encoder["global_attn_indexes"] = tuple(encoder["global_attn_indexes"])
+        encoder = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.get("encoder", {}).items()
+        }
+        kind = TinyViTConfig if "embed_dims" in encoder else EncoderConfig
         return cls(
             name=data["name"],
-            encoder=EncoderConfig(**encoder),
+            encoder=kind(**encoder),
             decoder=DecoderConfig(**data.get("decoder", {})),
             pixel_mean=tuple(data.get("pixel_mean", PIXEL_MEAN)),  # type: ignore[arg-type]
             pixel_std=tuple(data.get("pixel_std", PIXEL_STD)),  # type: ignore[arg-type]
@@ -140,6 +165,9 @@ TINY = SamConfig(
     ),
 )
 
+# MobileSAM (Zhang et al. 2023): TinyViT-5M distilled from ViT-H, SAM's prompt encoder and decoder.
+VIT_T = SamConfig(name="vit_t", encoder=TinyViTConfig())
+
 
 def hq_variant(config: SamConfig) -> SamConfig:
     """The HQ-SAM model on ``config``'s architecture (``sam_hq_vit_b`` for ``vit_b``...)."""
@@ -147,7 +175,7 @@ def hq_variant(config: SamConfig) -> SamConfig:
 
 
 HQ_CONFIGS: tuple[SamConfig, ...] = tuple(hq_variant(c) for c in (VIT_B, VIT_L, VIT_H))
-CONFIGS: dict[str, SamConfig] = {c.name: c for c in (VIT_B, VIT_L, VIT_H, TINY, *HQ_CONFIGS)}
+CONFIGS: dict[str, SamConfig] = {c.name: c for c in (VIT_B, VIT_L, VIT_H, TINY, VIT_T, *HQ_CONFIGS)}
 OFFICIAL_NAMES: tuple[str, ...] = ("vit_h", "vit_l", "vit_b")
 
 
@@ -158,6 +186,14 @@ def get_config(name: str) -> SamConfig:
         known = ", ".join(sorted([*CONFIGS, "default"]))
         raise ValueError(f"unknown model name {name!r}; expected one of: {known}")
     return CONFIGS[key]
+
+
+def named_config(encoder: EncoderConfig | TinyViTConfig, decoder: DecoderConfig) -> SamConfig:
+    """The registered config with this encoder and decoder, else one named ``custom``."""
+    for known in CONFIGS.values():
+        if known.encoder == encoder and known.decoder == decoder:
+            return known
+    return SamConfig(name="custom", encoder=encoder, decoder=decoder)
 
 
 def register_config(config: SamConfig) -> None:

@@ -15,6 +15,9 @@ def random_state_dict(reference: dict[str, torch.Tensor], seed: int = 0) -> dict
     out: dict[str, torch.Tensor] = {}
     for name in sorted(reference):
         shape = reference[name].shape
+        if not reference[name].is_floating_point():  # counters (batch norm's batches seen)
+            out[name] = reference[name].clone()
+            continue
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         if name.endswith("positional_encoding_gaussian_matrix"):
             value = noise

@@ -1,12 +1,13 @@
 """Reading and writing weights: official ``.pth`` state dicts (loaded unchanged, strictly) and
 segany's own safetensors files (config in the metadata); model-type detection from shapes;
-the ``load`` entry point."""
+the ``load`` entry point. Other families' layouts are converted on reading by their modules
+(``hf.py``: Hugging Face folders, ``mobile.py``: MobileSAM)."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -14,40 +15,46 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..config import CONFIGS, DecoderConfig, EncoderConfig, SamConfig, get_config
+from ..config import (
+    CONFIGS,
+    DecoderConfig,
+    EncoderConfig,
+    SamConfig,
+    TinyViTConfig,
+    get_config,
+    named_config,
+)
 from ..fast.model import build_model
 from ..fast.precision import check_precision, optimize
 from ..modeling.sam import Sam
+from . import hf, mobile
+from .base import CheckpointError, StateDict, count_indices
 from .hq import HQLayoutError, check_hq_layout, is_hq_state
 
 CONFIG_METADATA_KEY = "segany_config"
 BUNDLED_WEIGHTS = {"tiny": "tiny.safetensors"}
+SAVE_FORMATS = ("segany", "hf")
 _EXPECTED = (
     "expected an official SAM v1 checkpoint (sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth, "
-    "sam_vit_b_01ec64.pth), an HQ-SAM one (sam_hq_vit_b.pth...) or a segany .safetensors file"
+    "sam_vit_b_01ec64.pth), an HQ-SAM one (sam_hq_vit_b.pth...), MobileSAM's mobile_sam.pt, "
+    "a Hugging Face SAM folder (config.json + model.safetensors) or a segany .safetensors file"
 )
 _OTHER_FAMILIES = {
     "image_encoder.trunk.": "a SAM 2 checkpoint",
     "sam_mask_decoder.": "a SAM 2 checkpoint",
-    "vision_encoder.": "a Hugging Face transformers SamModel checkpoint",
-    "image_encoder.layers.": "a MobileSAM/TinyViT checkpoint",
 }
-
-
-class CheckpointError(ValueError):
-    """A weights file that cannot be used, with the reason and what was expected."""
-
-
-StateDict = dict[str, torch.Tensor]
 
 
 def read_weights(path: str | os.PathLike[str]) -> tuple[StateDict, SamConfig | None]:
     """Read a state dict (on the CPU) and, for segany files, the config stored with it."""
     path = Path(path)
+    if path.is_dir():
+        return hf.read_folder(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        state, config = _read_safetensors(path)
+        return (state, config) if config is not None else _to_segany_layout(state, path)
     if not _looks_like_torch_file(path):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint file; {_EXPECTED}")
     try:
@@ -61,7 +68,19 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[StateDict, SamConfig | N
         raise CheckpointError(
             f"{path}: not a readable PyTorch state dict ({reason}); {_EXPECTED}"
         ) from None
-    return _unwrap(obj, path), None
+    return _to_segany_layout(_unwrap(obj, path), path)
+
+
+def _to_segany_layout(state: StateDict, path: Path) -> tuple[StateDict, SamConfig | None]:
+    """Another family's state dict under segany's keys (with its config when the file's
+    family defines it), after checking it is a SAM model at all."""
+    if hf.is_hf_state(state):  # a model.safetensors taken out of its folder's config.json
+        config = hf.read_config(path.parent)
+        return hf.from_hf(state, config, str(path)), config
+    if mobile.is_mobile_sam(state):
+        state = mobile.from_mobile_sam(state)
+    check_family(state, str(path))
+    return state, None
 
 
 def _looks_like_torch_file(path: Path) -> bool:
@@ -99,9 +118,7 @@ def _unwrap(obj: object, path: Path) -> StateDict:
         )
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise CheckpointError(f"{path}: not a mapping of names to tensors; {_EXPECTED}")
-    state = dict(obj)
-    check_family(state, str(path))
-    return state
+    return dict(obj)
 
 
 def check_family(state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
@@ -109,7 +126,8 @@ def check_family(state: Mapping[str, torch.Tensor], source: str = "state dict") 
     for prefix, family in _OTHER_FAMILIES.items():
         if any(k.startswith(prefix) for k in state):
             raise CheckpointError(f"{source}: this looks like {family}; {_EXPECTED}")
-    needed = ("image_encoder.patch_embed.proj.weight", "mask_decoder.mask_tokens.weight")
+    stem = "seq.0.c" if mobile.is_mobile_sam(state) else "proj"
+    needed = (f"image_encoder.patch_embed.{stem}.weight", "mask_decoder.mask_tokens.weight")
     missing = [k for k in needed if k not in state]
     if missing:
         sample = ", ".join(list(state)[:3])
@@ -119,28 +137,33 @@ def check_family(state: Mapping[str, torch.Tensor], source: str = "state dict") 
         )
 
 
-def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
-    regex = re.compile(pattern)
-    return len({m.group(1) for k in state if (m := regex.match(k))})
-
-
-def _is_hq(state: Mapping[str, torch.Tensor], encoder_dim: int) -> bool:
+def _is_hq(state: Mapping[str, torch.Tensor], encoder: EncoderConfig | TinyViTConfig) -> bool:
     """Whether ``state`` is HQ-SAM's (:mod:`.hq`), its HQ parts checked against the encoder."""
     if not is_hq_state(state):
         return False
+    if not isinstance(encoder, EncoderConfig):
+        raise CheckpointError(f"Light HQ-SAM (a TinyViT encoder) is not supported; {_EXPECTED}")
     try:
-        check_hq_layout(state, encoder_dim)
+        check_hq_layout(state, encoder.embed_dim)
     except HQLayoutError as exc:
         raise CheckpointError(f"{exc}; {_EXPECTED}") from None
     return True
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> SamConfig:
-    """Recover the architecture from tensor shapes; named official configs when they match."""
+    """Recover the architecture from tensor shapes; named configs when they match."""
     check_family(state)
+    vit = not mobile.is_mobile_sam(state)
+    encoder = _vit_config(state) if vit else mobile.tiny_vit_config(state)
+    decoder = replace(_decoder_config(state), hq=_is_hq(state, encoder))
+    return named_config(encoder, decoder)
+
+
+def _vit_config(state: Mapping[str, torch.Tensor]) -> EncoderConfig:
+    """The ViT image encoder's architecture, from tensor shapes."""
     patch_w = state["image_encoder.patch_embed.proj.weight"]
     embed_dim, patch = patch_w.shape[0], patch_w.shape[-1]
-    depth = _count(state, r"image_encoder\.blocks\.(\d+)\.")
+    depth = count_indices(state, r"image_encoder\.blocks\.(\d+)\.")
     rel_rows = [
         state.get(f"image_encoder.blocks.{i}.attn.rel_pos_h", torch.empty(0, 0))
         for i in range(depth)
@@ -159,7 +182,7 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> SamConfig:
     windowed = [r.shape[0] for i, r in enumerate(rel_rows) if i not in global_idx]
     window = (windowed[0] + 1) // 2 if (use_rel_pos and windowed) else (0 if use_rel_pos else 14)
     head_dim = rel_rows[0].shape[1] if use_rel_pos else 64
-    encoder = EncoderConfig(
+    return EncoderConfig(
         img_size=grid * patch,
         patch_size=patch,
         embed_dim=embed_dim,
@@ -173,24 +196,23 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> SamConfig:
         use_abs_pos=pos is not None,
         use_rel_pos=use_rel_pos,
     )
+
+
+def _decoder_config(state: Mapping[str, torch.Tensor]) -> DecoderConfig:
+    """The prompt encoder's and mask decoder's architecture, from tensor shapes."""
     tokens = state["mask_decoder.mask_tokens.weight"]
     dim = tokens.shape[1]
-    decoder = DecoderConfig(
+    return DecoderConfig(
         embed_dim=dim,
-        depth=_count(state, r"mask_decoder\.transformer\.layers\.(\d+)\."),
+        depth=count_indices(state, r"mask_decoder\.transformer\.layers\.(\d+)\."),
         mlp_dim=state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
         attention_downsample_rate=dim
         // state["mask_decoder.transformer.final_attn_token_to_image.q_proj.weight"].shape[0],
         num_multimask_outputs=tokens.shape[0] - 1,
-        iou_head_depth=_count(state, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
+        iou_head_depth=count_indices(state, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
         iou_head_hidden_dim=state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
         mask_in_chans=state["prompt_encoder.mask_downscaling.3.weight"].shape[0],
-        hq=_is_hq(state, embed_dim),
     )
-    for known in CONFIGS.values():
-        if known.encoder == encoder and known.decoder == decoder:
-            return known
-    return SamConfig(name="custom", encoder=encoder, decoder=decoder)
 
 
 def load_state_dict_strict(model: Sam, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -215,9 +237,15 @@ def load_checkpoint(path: str | os.PathLike[str], model_type: str | None = None)
     if model_type is not None:
         wanted = get_config(model_type)
         if wanted.encoder != detected.encoder or wanted.decoder != detected.decoder:
+            enc = detected.encoder
+            shape = (
+                f"embed_dim {enc.embed_dim}, depth {enc.depth}"
+                if isinstance(enc, EncoderConfig)
+                else f"a TinyViT encoder, embed_dims {list(enc.embed_dims)}"
+            )
             raise CheckpointError(
-                f"{path}: holds a {detected.name} model (embed_dim {detected.encoder.embed_dim}, "
-                f"depth {detected.encoder.depth}), but model type {model_type!r} was asked for"
+                f"{path}: holds a {detected.name} model ({shape}), "
+                f"but model type {model_type!r} was asked for"
             )
     model = build_model(detected)
     load_state_dict_strict(model, state, str(path))
@@ -229,10 +257,18 @@ def save_checkpoint(
     path: str | os.PathLike[str],
     config: SamConfig | None = None,
     dtype: torch.dtype = torch.float32,
+    format: str = "segany",
 ) -> None:
     """Write ``model`` as safetensors with its config in the metadata; ``dtype=torch.float16``
-    halves the file (weights are widened back to float32 on loading)."""
+    halves the file (weights are widened back to float32 on loading).
+    ``format="hf"`` writes a Hugging Face folder at ``path`` instead (``config.json`` and
+    ``model.safetensors``, for ``transformers.SamModel.from_pretrained``)."""
+    if format not in SAVE_FORMATS:
+        raise ValueError(f"format {format!r} is not supported; expected one of {SAVE_FORMATS}")
     config = config or model.config or infer_config(model.state_dict())
+    if format == "hf":
+        hf.save_folder(model.state_dict(), config, path, dtype)
+        return
     tensors = {
         k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().cpu()
         for k, v in model.state_dict().items()
@@ -261,8 +297,9 @@ def load(
 ) -> Sam:
     """Load a model ready for inference.
 
-    ``name_or_path`` is a bundled model name (``tiny``), an official type (``vit_b``,
-    ``vit_l``, ``vit_h``; then ``checkpoint`` is required), or a weights file alone.
+    ``name_or_path`` is a bundled model name (``tiny``), a model type (``vit_b``, ``vit_l``,
+    ``vit_h``, ``vit_t`` for MobileSAM; then ``checkpoint`` is required), a weights file alone
+    or a Hugging Face SAM folder.
     ``precision`` (``fp32``, ``bf16``, ``int8``) and ``compile`` apply to the image encoder
     (see :func:`segany.fast.precision.optimize`).
     """
@@ -275,16 +312,19 @@ def load(
     elif name in BUNDLED_WEIGHTS:
         raise ValueError(f"the bundled weights of {name!r} are missing from this installation")
     elif name in CONFIGS or name == "default":
+        example = "mobile_sam.pt" if name == "vit_t" else f"sam_{get_config(name).name}_….pth"
         raise ValueError(
-            f"model {name!r} needs its weights: pass checkpoint='sam_{get_config(name).name}_….pth' "
+            f"model {name!r} needs its weights: pass checkpoint='{example}' "
             "(official files cannot be downloaded automatically); use segany.build_model(config) "
             "for randomly initialised weights"
         )
-    elif Path(name).suffix in (".pth", ".pt", ".safetensors") or Path(name).is_file():
+    elif Path(name).suffix in (".pth", ".pt", ".safetensors") or Path(name).exists():
         model = load_checkpoint(name)
     else:
         known = ", ".join([*BUNDLED_WEIGHTS, *CONFIGS])
-        raise ValueError(f"unknown model {name!r}: expected one of {known} or a weights file")
+        raise ValueError(
+            f"unknown model {name!r}: expected one of {known}, a weights file or a Hugging Face folder"
+        )
     return optimize(model.to(device), precision, compile=compile)
 
 

@@ -19,7 +19,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         default="tiny",
-        help="tiny (bundled), vit_b / vit_l / vit_h (with --checkpoint), or a weights file",
+        help="tiny (bundled), vit_b / vit_l / vit_h / vit_t (with --checkpoint), a weights file "
+        "(official .pth, mobile_sam.pt, segany .safetensors) or a Hugging Face SAM folder",
     )
     group.add_argument("--checkpoint", help="weights file for an official model type")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")

@@ -19,12 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SamConfig
-from ..modeling import image_encoder, transformer
+from ..modeling import image_encoder, tiny_vit, transformer
 from ..modeling import sam as reference
 from ..modeling.mask_decoder import MaskDecoder
 from ..modeling.sam_hq import SamHQ
 from .attention import FastAttention, FastBlock
 from .folding import FoldedProjectionAttention
+from .tiny_vit import FastTinyViT, FoldedConvBN
 from .upscale import patch_matmul, upscale_logits
 
 
@@ -85,6 +86,8 @@ FAST_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
     MaskDecoder: FastMaskDecoder,
     reference.Sam: FastSam,
     SamHQ: FastSamHQ,
+    tiny_vit.TinyViT: FastTinyViT,
+    tiny_vit.ConvBN: FoldedConvBN,
 }
 
 

@@ -61,8 +61,11 @@ def encoder_id(model: Sam) -> str:
     if isinstance(kept, str):
         return kept
     digest = hashlib.sha256()
-    neck = model.image_encoder.neck
-    for tensor in (neck[3].weight, neck[3].bias, model.image_encoder.patch_embed.proj.bias):
+    encoder = model.image_encoder
+    neck = encoder.neck
+    # the stem's first bias: the patch projection's (ViT), the first batch norm's (TinyViT)
+    stem = next(p for n, p in encoder.patch_embed.named_parameters() if n.endswith("bias"))
+    for tensor in (neck[3].weight, neck[3].bias, stem):
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 

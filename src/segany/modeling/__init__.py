@@ -7,6 +7,7 @@ from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .sam import Sam, build_model
+from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "MaskDecoder",
     "PromptEncoder",
     "Sam",
+    "TinyViT",
     "TwoWayTransformer",
     "build_model",
 ]

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import SamConfig
+from ..config import SamConfig, TinyViTConfig
 from .image_encoder import ImageEncoderViT, encoder_from_config
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
+from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
 
@@ -42,7 +43,7 @@ class Sam(nn.Module):
 
     def __init__(
         self,
-        image_encoder: ImageEncoderViT,
+        image_encoder: ImageEncoderViT | TinyViT,
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
         pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
@@ -164,8 +165,13 @@ def build_model(config: SamConfig, *, drop_path_rate: float = 0.0, dropout: floa
         return build_hq_model(config, drop_path_rate=drop_path_rate, dropout=dropout)
     dec = config.decoder
     grid = config.embedding_size
+    encoder: ImageEncoderViT | TinyViT
+    if isinstance(config.encoder, TinyViTConfig):
+        encoder = TinyViT(config.encoder)
+    else:
+        encoder = encoder_from_config(config.encoder, drop_path_rate=drop_path_rate)
     model = Sam(
-        image_encoder=encoder_from_config(config.encoder, drop_path_rate=drop_path_rate),
+        image_encoder=encoder,
         prompt_encoder=PromptEncoder(
             embed_dim=dec.embed_dim,
             image_embedding_size=(grid, grid),
