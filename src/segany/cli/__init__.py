@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         segment,
         serve,
         train,
+        train_text,
     )
 
     parser = Parser(prog="segany", description="Segment Anything, from scratch.")
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         annotate,
         data,
         train,
+        train_text,
         evaluate,
         export,
         engine,
