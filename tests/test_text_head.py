@@ -23,6 +23,7 @@ from segany.data.names import (
 )
 from segany.data.scenes import generate_scene
 from segany.inference.predictor import Predictor
+from segany.text.demo import run_text_demo
 from segany.text.evaluation import evaluate_text_head, mask_iou
 from segany.text.head import TextPromptModel
 from segany.text.prompt import NoTextHeadError, TextPromptHead
@@ -125,3 +126,10 @@ def test_a_few_training_steps_lower_the_losses():
     with torch.no_grad():
         assert float(head_loss(sam, model, table, rows, "image", random.Random(0))) < before
     assert not any(p.requires_grad for p in sam.parameters())
+
+
+def test_demo_prompts_a_phrase(tmp_path):
+    result = run_text_demo(tmp_path)
+    assert result.phrase == "green blob"  # the largest object with a unique name, by rule
+    assert result.iou > UNIQUE_MIOU_FLOOR
+    assert result.file.stat().st_size > 0

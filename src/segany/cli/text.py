@@ -92,6 +92,7 @@ def head_masks(
 ) -> list[TextMask]:
     """``--text`` through the model's text-prompt head: one mask per phrase, empty ones
     dropped; without a head, the message asking for a detector."""
+    from ..data.names import UnknownWordError, phrase_words
     from ..text.detectors import split_phrases
     from ..text.prompt import TextPromptHead
     from ..text.weights import bundled_text_head_path
@@ -100,6 +101,11 @@ def head_masks(
         raise CliError(f"{NO_DETECTOR} (only the bundled tiny model has a text head of its own)")
     head = TextPromptHead.bundled(args.model)
     phrases = split_phrases(args.text)
+    try:
+        for phrase in phrases:
+            phrase_words(phrase)
+    except UnknownWordError as exc:
+        raise CliError(f"{exc}; for other words give a --detector") from None
     found = head.segment_phrases(predictor, embedding or predictor.embed(image), phrases)
     return [m for m in found if m.mask.any()]
 

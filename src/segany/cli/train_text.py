@@ -27,9 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", required=True, help="the head's .safetensors file")
-    parser.add_argument("--scenes", type=int, default=2000, help="generated training scenes")
-    parser.add_argument("--encoder-steps", type=int, default=1000)
-    parser.add_argument("--head-steps", type=int, default=2500)
+    parser.add_argument("--scenes", type=int, default=600, help="generated training scenes")
+    parser.add_argument("--encoder-steps", type=int, default=600)
+    parser.add_argument("--head-steps", type=int, default=1000)
     parser.add_argument(
         "--side",
         choices=("image", "text"),

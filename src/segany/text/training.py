@@ -164,8 +164,8 @@ def train_prompt_head(
     table: ObjectTable,
     steps: int,
     side: str = "image",
-    batch: int = 32,
-    lr: float = 1e-3,
+    batch: int = 16,
+    lr: float = 2e-3,
     seed: int = 0,
     log: Callable[[int, float], None] | None = None,
 ) -> float:
