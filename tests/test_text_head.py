@@ -39,8 +39,9 @@ from segany.text.weights import bundled_text_head_path, load_text_head, save_tex
 # Held-out scene with exactly one red star (object 2), found by rule: the first seed from
 # 1,000,000 whose phrases name one red star.
 RED_STAR_SEED, RED_STAR_INDEX = 1_000_043, 2
-# Floor for the shipped head on 4 held-out scenes (measured 0.xx there; BENCHMARKS.md has 200).
-UNIQUE_MIOU_FLOOR = 0.5
+# Floor for the shipped head on 4 held-out scenes (measured 0.507 there, 61 unique phrases; the
+# paper's token route, which did not transfer, gives 0.08): BENCHMARKS.md has the full table.
+UNIQUE_MIOU_FLOOR = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,7 @@ def test_shipped_head_names_unique_objects(predictor, head):
     assert report.miou() > UNIQUE_MIOU_FLOOR
     # the text is what chooses the object: another object's name gives another mask
     scene = generate_scene(RED_STAR_SEED)
-    embedding = predictor.embed(scene.image)
-    red_star = head.segment(predictor, embedding, "red star")[0]
+    red_star = head.segment(predictor, scene.image, "red star")[0]
     assert red_star.detector_score is None
     assert mask_iou(red_star.mask, scene.masks[RED_STAR_INDEX]) > 0.5
 
@@ -118,10 +118,12 @@ def test_a_few_training_steps_lower_the_losses():
     table = collect_objects(sam, range(2), batch=2)
     model = TextPromptModel()
     rows = torch.arange(len(table.scene))
-    before = float(contrastive_loss(model, table, rows, random.Random(0)))
+    with torch.no_grad():
+        before = float(contrastive_loss(model, table, rows, random.Random(0)))
     train_encoders(model, table, steps=30, batch=len(rows))
-    assert float(contrastive_loss(model, table, rows, random.Random(0))) < before
-    before = float(head_loss(sam, model, table, rows, "image", random.Random(0)))
+    with torch.no_grad():
+        assert float(contrastive_loss(model, table, rows, random.Random(0))) < before
+        before = float(head_loss(sam, model, table, rows, "image", random.Random(0)))
     train_prompt_head(sam, model, table, steps=8, batch=len(rows), lr=3e-3)
     with torch.no_grad():
         assert float(head_loss(sam, model, table, rows, "image", random.Random(0))) < before

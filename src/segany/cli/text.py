@@ -106,7 +106,7 @@ def head_masks(
             phrase_words(phrase)
     except UnknownWordError as exc:
         raise CliError(f"{exc}; for other words give a --detector") from None
-    found = head.segment_phrases(predictor, embedding or predictor.embed(image), phrases)
+    found = head.segment_phrases(predictor, image, phrases, embedding)
     return [m for m in found if m.mask.any()]
 
 

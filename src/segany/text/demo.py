@@ -41,7 +41,7 @@ def run_text_demo(
     head = TextPromptHead.bundled(model_name)
     scene = generate_scene(seed)
     phrase, index = demo_phrase(scene)
-    result = head.segment(predictor, predictor.embed(scene.image), phrase)[0]
+    result = head.segment(predictor, scene.image, phrase)[0]
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "text-overlay.png"
     write_png(path, draw_overlay(scene.image, [result.mask], [], result.box))

@@ -60,23 +60,29 @@ class TextReport:
 
 
 def evaluate_text_head(
-    predictor: Predictor, head: TextPromptHead, count: int, start: int = HELD_OUT_SEED
+    predictor: Predictor,
+    head: TextPromptHead,
+    count: int,
+    start: int = HELD_OUT_SEED,
+    route: str = "proposals",
 ) -> TextReport:
-    """Prompt every naming phrase of scenes ``start .. start+count-1``."""
+    """Prompt every naming phrase of scenes ``start .. start+count-1`` by ``route``."""
     report = TextReport(scenes=count)
     for seed in range(start, start + count):
         scene = generate_scene(seed)
         phrases = scene_phrases(scene)
         if not phrases:
             continue
-        embedding = predictor.embed(scene.image)
-        results = head.segment_phrases(predictor, embedding, [p for p, _ in phrases])
+        results = head.segment_phrases(predictor, scene.image, [p for p, _ in phrases], route=route)
+        if not results:
+            results = [None] * len(phrases)
         for (phrase, named), result in zip(phrases, results):
-            ious = [mask_iou(result.mask, scene.masks[i]) for i in named]
+            found = result.mask if result is not None else np.zeros_like(scene.masks[0])
+            ious = [mask_iou(found, scene.masks[i]) for i in named]
             if len(named) == 1:
                 report.unique[phrase_kind(phrase)].append(ious[0])
             else:
                 report.ambiguous_best.append(max(ious))
                 union = np.any(scene.masks[named], axis=0)
-                report.ambiguous_union.append(mask_iou(result.mask, union))
+                report.ambiguous_union.append(mask_iou(found, union))
     return report

@@ -1,10 +1,12 @@
-"""Text prompts through the bundled text-prompt head: phrase -> text embedding -> one sparse
-prompt token -> the frozen mask decoder -> a mask (the paper's route, §7.5)."""
+"""Text prompts through the bundled text head: the phrase's text embedding chooses among SAM's
+grid proposals (the shipped route, :mod:`.proposals`), or becomes one sparse prompt token for
+the frozen mask decoder (the paper's route, §7.5, kept for the comparison)."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 from ..data.names import phrase_words
@@ -14,8 +16,11 @@ from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
 from ..modeling.sam import Sam
 from .head import TextPromptModel, word_ids
+from .proposals import grid_proposals, object_embeddings
 from .results import TextMask
 from .weights import bundled_text_head_path, load_text_head
+
+ROUTES = ("proposals", "token")
 
 
 class NoTextHeadError(ValueError):
@@ -56,25 +61,62 @@ class TextPromptHead:
             )
         return cls.load(path)
 
-    def segment(self, predictor: Predictor, embedding: Embedding, phrase: str) -> list[TextMask]:
-        """The object ``phrase`` names, as one :class:`TextMask` (``detector_score`` ``None``).
+    def segment(
+        self,
+        predictor: Predictor,
+        image: np.ndarray,
+        phrase: str,
+        embedding: Embedding | None = None,
+        route: str = "proposals",
+    ) -> list[TextMask]:
+        """The object ``phrase`` names in an ``(H, W, 3)`` uint8 RGB image, as one
+        :class:`TextMask` (``detector_score`` ``None``).
 
-        The head gives one token, so one mask: for a phrase naming several objects it is the
-        decoder's pick among them (see README, "Text prompts"). Words outside the generator's
-        vocabulary raise :class:`~segany.data.names.UnknownWordError`.
+        One mask per phrase: for a phrase naming several objects it is the one the route ranks
+        first (see README, "Text prompts with the bundled head"). Words outside the generator's
+        vocabulary raise :class:`~segany.data.names.UnknownWordError`. ``route``: ``proposals``
+        (shipped) or ``token`` (the paper's prompt token, kept for the comparison).
         """
-        return self.segment_phrases(predictor, embedding, [phrase])
+        return self.segment_phrases(predictor, image, [phrase], embedding, route)
 
     @torch.inference_mode()
     def segment_phrases(
-        self, predictor: Predictor, embedding: Embedding, phrases: list[str]
+        self,
+        predictor: Predictor,
+        image: np.ndarray,
+        phrases: list[str],
+        embedding: Embedding | None = None,
+        route: str = "proposals",
     ) -> list[TextMask]:
-        """One :class:`TextMask` per phrase, decoded together."""
-        words = [phrase_words(phrase) for phrase in phrases]
+        """One :class:`TextMask` per phrase, for one image (``embedding``: of this image)."""
+        if route not in ROUTES:
+            raise ValueError(f"unknown text-head route {route!r}; expected one of {ROUTES}")
+        words = word_ids([phrase_words(phrase) for phrase in phrases])
+        embedding = embedding if embedding is not None else predictor.embed(image)
         predictor.check_embedding(embedding)
+        self.model.to("cpu")
+        text = self.model.text(words)
+        if route == "token":
+            masks, scores = self._token_masks(predictor, embedding, text)
+        else:
+            candidates, candidate_scores = grid_proposals(predictor, embedding)
+            if not len(candidates):
+                return []
+            best = (text @ object_embeddings(self.model, embedding, image, candidates).T).argmax(1)
+            masks, scores = candidates[best], candidate_scores[best]
+        boxes = masks_to_boxes(masks).tolist()
+        return [
+            TextMask(phrase, mask.cpu().numpy(), tuple(map(float, box)), None, float(score))  # type: ignore[arg-type]
+            for phrase, mask, box, score in zip(phrases, masks, boxes, scores)
+        ]
+
+    def _token_masks(
+        self, predictor: Predictor, embedding: Embedding, text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's route: text embeddings ``(P, E)`` -> one prompt token each -> masks
+        ``(P, H, W)`` and predicted IoU ``(P,)``."""
         sam = predictor.model
-        self.model.to(predictor.device)
-        token = self.model.head(self.model.text(word_ids(words).to(predictor.device)))
+        token = self.model.head(text).to(predictor.device)
         low_res, iou = decode_tokens(sam, embedding.features, token)
         masks = upscale_to_masks(
             low_res[:, None],
@@ -83,8 +125,4 @@ class TextPromptHead:
             embedding.original_size,
             sam.mask_threshold,
         )[:, 0]
-        boxes = masks_to_boxes(masks).tolist()
-        return [
-            TextMask(phrase, mask.cpu().numpy(), tuple(map(float, box)), None, float(score))  # type: ignore[arg-type]
-            for phrase, mask, box, score in zip(phrases, masks, boxes, iou)
-        ]
+        return masks.cpu(), iou.cpu()
