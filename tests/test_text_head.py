@@ -39,9 +39,9 @@ from segany.text.weights import bundled_text_head_path, load_text_head, save_tex
 # Held-out scene with exactly one red star (object 2), found by rule: the first seed from
 # 1,000,000 whose phrases name one red star.
 RED_STAR_SEED, RED_STAR_INDEX = 1_000_043, 2
-# Floor for the shipped head on 4 held-out scenes (measured 0.507 there, 61 unique phrases; the
-# paper's token route, which did not transfer, gives 0.08): BENCHMARKS.md has the full table.
-UNIQUE_MIOU_FLOOR = 0.4
+# Floor for the shipped head on 3 held-out scenes (measured 0.707 there, 44 unique phrases; the
+# paper's token route, which did not transfer, gives 0.059): BENCHMARKS.md has the full table.
+UNIQUE_MIOU_FLOOR = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_unknown_words_name_the_vocabulary():
 
 
 def test_shipped_head_names_unique_objects(predictor, head):
-    report = evaluate_text_head(predictor, head, count=4)
+    report = evaluate_text_head(predictor, head, count=3)
     assert report.count() >= 20
     assert report.miou() > UNIQUE_MIOU_FLOOR
     # the text is what chooses the object: another object's name gives another mask

@@ -16,7 +16,7 @@ from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
 from ..modeling.sam import Sam
 from .head import TextPromptModel, word_ids
-from .proposals import grid_proposals, object_embeddings
+from .proposals import IOU_WEIGHT, grid_proposals, object_embeddings
 from .results import TextMask
 from .weights import bundled_text_head_path, load_text_head
 
@@ -102,7 +102,8 @@ class TextPromptHead:
             candidates, candidate_scores = grid_proposals(predictor, embedding)
             if not len(candidates):
                 return []
-            best = (text @ object_embeddings(self.model, embedding, image, candidates).T).argmax(1)
+            similarity = text @ object_embeddings(self.model, embedding, image, candidates).T
+            best = (similarity + IOU_WEIGHT * candidate_scores).argmax(1)
             masks, scores = candidates[best], candidate_scores[best]
         boxes = masks_to_boxes(masks).tolist()
         return [

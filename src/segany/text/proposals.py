@@ -3,7 +3,7 @@
 A grid of single clicks gives candidate masks (three each, kept when SAM trusts them); each
 candidate is embedded by the object encoder exactly as objects were in training (the image
 embedding pooled under the mask, and its mean colour), and the phrase picks the candidate
-closest to its text embedding. This stands in for the paper's token route, which did not
+closest to its text embedding (helped by SAM's own confidence, :data:`IOU_WEIGHT`). This stands in for the paper's token route, which did not
 transfer at this scale (README, "Text prompts with the bundled head").
 """
 
@@ -17,7 +17,11 @@ from ..inference.embedding import Embedding
 from ..inference.predictor import Predictor
 from .head import TextPromptModel, pool_under_masks
 
-POINTS_PER_SIDE = 8
+POINTS_PER_SIDE = 16
+# A candidate's rank: cosine similarity with the phrase + IOU_WEIGHT x SAM's predicted IoU, so a
+# clean whole object beats a ragged piece of the same colour (chosen on held-out seeds
+# 1,000,100-1,000,119, outside the benchmark's: 0.46 -> 0.555 mIoU with the 16x16 grid).
+IOU_WEIGHT = 0.3
 MIN_PREDICTED_IOU = 0.5
 MIN_AREA = 48  # the generator's smallest visible object
 
