@@ -83,6 +83,26 @@ export async function segmentEverything(id: string): Promise<{ masks: MaskRecord
   return (await call(`/api/images/${id}/everything`, { method: "POST" })).json();
 }
 
+export interface TextMaskRecord {
+  segmentation: { size: [number, number]; counts: string };
+  area: number;
+  predicted_iou: number;
+  phrase: string;
+  detector_score: number | null;
+}
+
+export async function segmentText(
+  id: string,
+  text: string,
+): Promise<{ masks: TextMaskRecord[]; phrases: string[]; message: string | null }> {
+  const response = await call(`/api/images/${id}/text`, {
+    method: "POST",
+    body: JSON.stringify({ text }),
+    headers: { "content-type": "application/json" },
+  });
+  return response.json();
+}
+
 export async function exportMasks(
   id: string,
   format: ExportFormat,

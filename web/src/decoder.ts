@@ -15,6 +15,7 @@ export interface ModelInfo {
   encoder_id: string;
   decoder_url: string;
   decoder_bytes: number;
+  text_detector?: string | null; // the server's zero-shot detector for text prompts, if any
 }
 
 export interface DecoderInput {

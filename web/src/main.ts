@@ -239,11 +239,19 @@ async function segmentEverything(): Promise<void> {
   showMessage("Segmenting everything on the server…");
   const result = await api.segmentEverything(img.info.id);
   if (image !== img) return;
-  const decoded = result.masks.map((r, i) => ({
+  const found = showMaskSet(img, result.masks);
+  const seconds = result.seconds ? ` in ${result.seconds.toFixed(1)} s` : " (cached)";
+  $<HTMLParagraphElement>("everything-info").textContent = `${found}${seconds}. Click masks to accept or drop them.`;
+  showMessage(`${found} found. Click the ones to keep.`);
+}
+
+/** Masks from the server (segment everything, a text prompt) to pick from, largest first:
+ * "N masks". */
+function showMaskSet(img: LoadedImage, records: { segmentation: { counts: string }; predicted_iou: number; area: number }[]): string {
+  const decoded = records.map((r) => ({
     mask: decodeCompressed(r.segmentation.counts, img.height, img.width),
     score: r.predicted_iou,
     area: r.area,
-    i,
   }));
   decoded.sort((a, b) => b.area - a.area);
   const colours = decoded.map((_, i) => hsl((i * 137.508) % 360));
@@ -251,10 +259,31 @@ async function segmentEverything(): Promise<void> {
   img.prompter.reset();
   hover = null;
   render();
-  const seconds = result.seconds ? ` in ${result.seconds.toFixed(1)} s` : " (cached)";
-  const found = `${decoded.length} mask${decoded.length === 1 ? "" : "s"}`;
-  $<HTMLParagraphElement>("everything-info").textContent = `${found}${seconds}. Click masks to accept or drop them.`;
-  showMessage(`${found} found. Click the ones to keep.`);
+  return `${decoded.length} mask${decoded.length === 1 ? "" : "s"}`;
+}
+
+async function segmentText(): Promise<void> {
+  const text = $<HTMLInputElement>("text").value.trim();
+  if (!image) {
+    showMessage("Open an image first, then name what to find.", "error");
+    return;
+  }
+  if (!text) {
+    showMessage("Type what to find, e.g. a dog (several: dog . cat).", "error");
+    return;
+  }
+  const img = image;
+  showMessage(`Looking for ${text} on the server…`);
+  const result = await api.segmentText(img.info.id, text);
+  if (image !== img) return;
+  if (result.masks.length === 0) {
+    showMessage(result.message ?? `nothing found for ${text}`, "error");
+    return;
+  }
+  const found = showMaskSet(img, result.masks);
+  const named = result.masks.map((m) => `${m.phrase} ${(m.detector_score ?? 0).toFixed(2)}`).join(", ");
+  $<HTMLParagraphElement>("text-info").textContent = `${found} for ${text}: ${named}. Click masks to accept or drop them.`;
+  showMessage(`${found} found for ${text}. Click the ones to keep.`);
 }
 
 function hsl(hue: number): Colour {
@@ -359,6 +388,10 @@ $<HTMLButtonElement>("clear").addEventListener("click", () => {
   render();
 });
 $<HTMLButtonElement>("everything").addEventListener("click", () => run(segmentEverything()));
+$<HTMLFormElement>("text-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  run(segmentText());
+});
 $<HTMLButtonElement>("back").addEventListener("click", () => {
   everything = null;
   render();
@@ -392,6 +425,10 @@ async function start(): Promise<void> {
   model = await api.getModel();
   $<HTMLSpanElement>("model-info").textContent =
     `model ${model.name} · ${model.img_size}px input · decoder ${(model.decoder_bytes / 2 ** 20).toFixed(1)} MB`;
+  if (!model.text_detector) {
+    $<HTMLParagraphElement>("text-info").textContent =
+      "Text prompts need a detector: start the server with segany serve --detector PATH.";
+  }
   const samples = await api.listSamples();
   const box = $<HTMLDivElement>("samples");
   for (const sample of samples) {

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 from . import USAGE_ERROR, CliError, check_writable, describe
 from .common import add_model_options, bundled_preset, model_spec
 from .scale import add_ray_options, quiet_ray, scale_options
+from .text import add_text_options, load_detector
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..automatic import SamAutomaticMaskGenerator
     from ..distributed import ScaleOptions
     from ..distributed.workers import Segmented
@@ -50,6 +53,7 @@ EXAMPLES = """examples:
   segany everything photos/ --output sa1b/ --preset sa1b --model vit_h --checkpoint sam_vit_h_4b8939.pth
   segany everything photos/ --output masks/ --ray --workers 2      # on a local Ray instance
   segany everything photos/ --output masks/ --ray auto --workers 8 --gpus-per-worker 1 --device cuda
+  segany everything photo.jpg --output dogs/ --text "dog" --detector ./grounding-dino-tiny
 An interrupted run loses nothing: run the same command again and finished images are skipped.
 """
 
@@ -75,6 +79,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = parser.add_argument_group("generator settings (default: the official defaults)")
     for name, kind in GENERATOR_OPTIONS.items():
         group.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
+    add_text_options(parser, "keep (or label) only the masks that this phrase names ('dog . cat')")
+    parser.add_argument(
+        "--text-match",
+        choices=("keep", "label"),
+        default="keep",
+        help="keep: write only the named masks; label: write all, the named ones with their "
+        "phrase and detector score (json formats)",
+    )
+    parser.add_argument(
+        "--match-iou",
+        type=float,
+        default=0.5,
+        help="a mask is named by the detector box its box overlaps most, at least this IoU",
+    )
     add_model_options(parser)
     add_ray_options(parser)
     parser.set_defaults(func=run)
@@ -136,7 +154,8 @@ def _write_coco_part(
     from ..automatic.table import RECORD_KEYS
     from ..formats.files import atomic_write_text
 
-    records = [{key: getattr(a, key) for key in RECORD_KEYS} for a in annotations]
+    keys = (*RECORD_KEYS, "phrase", "detector_score")  # the last two only if a text named it
+    records = [{k: getattr(a, k) for k in keys if hasattr(a, k)} for a in annotations]
     part = {"file_name": image.name, "height": size[0], "width": size[1], "records": records}
     atomic_write_text(path, json.dumps(part))
 
@@ -162,18 +181,45 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _segment_here(
     args: argparse.Namespace, todo: list[Path]
 ) -> Iterator[tuple[Path, Segmented | Exception]]:
-    """Each image's masks in this process; the model is loaded now (if anything is to do), so
-    that one that cannot load fails before anything is written."""
+    """Each image's masks in this process; the model (and a --text detector) is loaded now, if
+    anything is to do, so that one that cannot load fails before anything is written."""
     from ..automatic import SamAutomaticMaskGenerator
     from .common import load_model
 
     if not todo:
         return iter(())
-    return _each_here(SamAutomaticMaskGenerator(load_model(args), **_settings(args)), todo)
+    named = _text_filter(args) if args.text is not None else None
+    generator = SamAutomaticMaskGenerator(load_model(args), **_settings(args))
+    return _each_here(generator, todo, named)
+
+
+def _text_filter(
+    args: argparse.Namespace,
+) -> Callable[[np.ndarray, list[Sa1bAnnotation]], list[Sa1bAnnotation]]:
+    """The masks ``--text`` names in an image, from the detector's boxes (``--text-match``)."""
+    from ..text import split_phrases
+    from ..text.matching import match_annotations
+    from ..text.segment import select_boxes
+
+    if args.text_match == "label" and args.format == "png":
+        raise CliError("--text-match label writes phrases into json: use --format sa1b or coco")
+    detector, phrases = load_detector(args), split_phrases(args.text)
+
+    def named(image: np.ndarray, annotations: list[Sa1bAnnotation]) -> list[Sa1bAnnotation]:
+        found = detector.detect(image, phrases, args.box_threshold)
+        found = select_boxes(found, image.shape[:2], args.nms_threshold, args.max_objects)
+        return match_annotations(
+            annotations, found, phrases, iou_threshold=args.match_iou,
+            keep_unmatched=args.text_match == "label",
+        )  # fmt: skip
+
+    return named
 
 
 def _each_here(
-    generator: SamAutomaticMaskGenerator, todo: list[Path]
+    generator: SamAutomaticMaskGenerator,
+    todo: list[Path],
+    named: Callable[[np.ndarray, list[Sa1bAnnotation]], list[Sa1bAnnotation]] | None = None,
 ) -> Iterator[tuple[Path, Segmented | Exception]]:
     from ..distributed.workers import Segmented
     from ..formats.images import read_image
@@ -182,6 +228,8 @@ def _each_here(
         try:
             image = read_image(path)
             annotations = generator.generate_annotations(image)
+            if named is not None:
+                annotations = named(image, annotations)
         except (ValueError, OSError, RuntimeError, MemoryError) as exc:
             yield path, exc
             continue
@@ -205,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
     from ..formats.sa1b import Sa1bImage, write_sa1b
 
     options = scale_options(args)
+    if options and args.text is not None:
+        raise CliError("--text runs in this process: drop --ray")
     images = image_inputs(Path(args.input))
     output = Path(args.output)
     check_writable(output, folder=True)

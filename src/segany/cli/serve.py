@@ -8,11 +8,13 @@ from pathlib import Path
 
 from . import CliError
 from .common import add_model_options, bundled_preset, load_predictor
+from .text import load_detector
 
 EXAMPLES = """examples:
   segany serve                                  # the bundled model on http://127.0.0.1:8000
   segany serve --model vit_b --checkpoint sam_vit_b_01ec64.pth --port 8080
   segany serve --host 0.0.0.0                   # reachable from other machines: on purpose only
+  segany serve --detector ./grounding-dino-tiny # and a text field: "a dog" -> its mask
 """
 
 
@@ -43,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--decoder", type=Path, help="serve this decoder graph (from `segany export onnx`)"
     )
+    parser.add_argument(
+        "--detector",
+        metavar="PATH_OR_NAME",
+        help="a zero-shot detector of transformers for the page's text prompts: a folder "
+        "(save_pretrained) or a Hub name in the local cache; never downloaded",
+    )
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -70,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot create the cache folder {cache_dir}: {exc.strerror}") from None
     predictor = load_predictor(args)
+    detector = load_detector(args) if args.detector else None
     preset = bundled_preset(args)
     service = SegmentService(
         predictor.model,
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         limits,
         decoder_path=args.decoder,
         everything_options={"preset": preset} if preset else None,
+        text_detector=detector,
     )
     print(f"segany serve: model {service.name}; exporting/checking the decoder graph…")
     service.ensure_decoder()

@@ -31,7 +31,8 @@ def coco_annotation(ann_id: int, image_id: int, record: dict[str, Any]) -> dict[
         "bbox": record["bbox"],
         "area": record["area"],
     }
-    for key in ("predicted_iou", "stability_score", "point_coords", "crop_box"):
+    for key in ("predicted_iou", "stability_score", "point_coords", "crop_box", "phrase",
+                "detector_score"):  # fmt: skip
         if key in record:
             annotation[key] = record[key]
     annotation["score"] = record.get("predicted_iou", 1.0)

@@ -31,6 +31,7 @@ from .routes import (
     model_router,
     results_router,
     samples_router,
+    text_router,
 )
 from .service import SegmentService
 
@@ -84,6 +85,7 @@ def create_app(
         model_router(service),
         images_router(service),
         results_router(service),
+        text_router(service),
         samples_router(),
     ):
         app.include_router(router)

@@ -27,6 +27,9 @@ class ModelInfo(BaseModel):
     encoder_id: str = Field(description="fingerprint of the encoder weights")
     decoder_url: str = Field(description="the decoder ONNX graph (official SamOnnxModel API)")
     decoder_bytes: int
+    text_detector: str | None = Field(
+        default=None, description="the zero-shot detector of text prompts, if the server has one"
+    )
 
 
 class EmbeddingInfo(BaseModel):
@@ -101,3 +104,29 @@ class Status(BaseModel):
     cache_evictions: int
     encoder_runs: int
     pending_embeddings: int
+
+
+class TextRequest(BaseModel):
+    """A text prompt: phrases separated by "." ("dog . cat")."""
+
+    text: str = Field(min_length=1, max_length=500, examples=["a dog"])
+    box_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="lowest detector score kept (default: the family's)"
+    )
+    max_objects: int | None = Field(default=None, ge=1, le=100)
+
+
+class TextMaskRecord(BaseModel):
+    segmentation: dict[str, object] = Field(description="compressed COCO RLE: size, counts")
+    area: int
+    bbox: list[float] = Field(description="the mask's box, XYWH")
+    predicted_iou: float
+    phrase: str
+    detector_score: float | None
+    box: list[float] = Field(description="the detector's box, XYXY in image pixels")
+
+
+class TextResponse(BaseModel):
+    masks: list[TextMaskRecord]
+    phrases: list[str]
+    message: str | None = Field(description="why there is no mask, when there is none")

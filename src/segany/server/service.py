@@ -22,6 +22,7 @@ from ..formats.pictures import png_bytes
 from ..inference.embedding import Embedding, encoder_id
 from ..inference.predictor import Predictor
 from ..modeling.sam import Sam
+from ..text import Detector
 from .cache import CacheEntry, EmbeddingCache
 from .decoder_graph import DecoderGraph
 from .entries import entry_embedding, entry_image, find_entry
@@ -29,7 +30,8 @@ from .errors import ApiError, too_large_message
 from .everything import Everything
 from .exports import check_export, export_file
 from .limits import Limits
-from .schemas import EMBEDDING_DTYPES, ExportRequest
+from .schemas import EMBEDDING_DTYPES, ExportRequest, TextRequest
+from .text import TextPrompts
 from .uploads import EmbeddingQueue
 from .workers import Workers
 
@@ -52,6 +54,7 @@ class SegmentService:
         *,
         decoder_path: str | os.PathLike[str] | None = None,
         everything_options: dict[str, Any] | None = None,
+        text_detector: Detector | None = None,
     ) -> None:
         self.model = model.eval()
         self.predictor = Predictor(self.model)
@@ -64,6 +67,7 @@ class SegmentService:
         self.workers = Workers()
         self.queue = EmbeddingQueue(self.predictor, self.cache, limits, self.workers)
         self._everything = Everything(self.model, self.everything_options, self.cache, self.workers)
+        self.text_prompts = TextPrompts(self.predictor, text_detector, self.workers)
 
     # ----------------------------------------------------------------------- set-up
     @property
@@ -136,6 +140,10 @@ class SegmentService:
     async def everything(self, key: str) -> dict[str, Any]:
         """Every mask of the image (the automatic generator's records), cached per entry."""
         return await self._everything.masks(find_entry(self.cache, key))
+
+    async def text(self, key: str, request: TextRequest) -> dict[str, Any]:
+        """The masks of what a phrase names (:class:`~.text.TextPrompts`)."""
+        return await self.text_prompts.masks(find_entry(self.cache, key), request)
 
     async def export(self, key: str, request: ExportRequest) -> tuple[bytes, str, str]:
         """A file of accepted masks: (content, media type, file name)."""

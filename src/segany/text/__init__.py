@@ -5,6 +5,8 @@ Face transformers turned into masks by the predictor, and the bundled model's te
 (the paper's route: a text embedding as a sparse prompt token).
 """
 
+from .detectors import Detections, Detector, DetectorError, split_phrases
 from .results import TextMask
+from .segment import segment_text
 
-__all__ = ["TextMask"]
+__all__ = ["Detections", "Detector", "DetectorError", "TextMask", "segment_text", "split_phrases"]

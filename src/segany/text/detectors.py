@@ -71,14 +71,16 @@ def _model_type(source: str) -> str:
             config = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         if folder.is_dir():
-            raise DetectorError(
-                f"detector {source}: no readable config.json in the folder"
-            ) from None
-        raise DetectorError(
-            f"detector {source}: no such folder, and not in the local Hugging Face cache "
-            "(segany never downloads weights: save the detector with save_pretrained, or run "
-            f"`hf download {source}` where there is a network)"
-        ) from None
+            message = "no readable config.json in the folder"
+        elif source.startswith((".", "/", "~")) or source.count("/") > 1:
+            message = "no such folder"
+        else:
+            message = (
+                "no such folder, and not in the local Hugging Face cache (segany never "
+                f"downloads weights: run `hf download {source}` where there is a network, or "
+                "give a folder written by save_pretrained)"
+            )
+        raise DetectorError(f"detector {source}: {message}") from None
     return str(config.get("model_type", ""))
 
 
@@ -94,17 +96,19 @@ class Detector:
                 f"{', '.join(FAMILIES)} (zero-shot detectors of transformers)"
             )
         transformers = _transformers()
-        path = (
-            str(Path(self.source).expanduser())
-            if Path(self.source).expanduser().is_dir()
-            else self.source
-        )
+        folder = Path(self.source).expanduser()
+        path = str(folder) if folder.is_dir() else self.source
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()  # a load takes a blink: no bar
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
             model_class = transformers.AutoModelForZeroShotObjectDetection
             self.model = model_class.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
             raise DetectorError(f"detector {self.source} does not load: {exc}") from None
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.default_threshold = DEFAULT_THRESHOLDS.get(self.family, 0.3)
@@ -140,7 +144,7 @@ class Detector:
         post-processing (boxes scaled to ``size`` = original ``(H, W)``)."""
         if self.family in GROUNDING:
             found = self.processor.post_process_grounded_object_detection(
-                outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=0.0,
+                outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=box_threshold,
                 target_sizes=[size],
             )[0]  # fmt: skip
             labels = self._grounded_phrases(outputs, inputs["input_ids"][0], count, box_threshold)

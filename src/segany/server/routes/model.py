@@ -27,6 +27,7 @@ def model_router(service: SegmentService) -> APIRouter:
             encoder_id=service.encoder_id,
             decoder_url="/api/model/decoder.onnx",
             decoder_bytes=path.stat().st_size if path.is_file() else 0,
+            text_detector=service.text_prompts.name,
         )
 
     @router.get(
