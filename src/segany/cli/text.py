@@ -105,7 +105,7 @@ def head_masks(
         for phrase in phrases:
             phrase_words(phrase)
     except UnknownWordError as exc:
-        raise CliError(f"{exc}; for other words give a --detector") from None
+        raise CliError(f"{exc}. For other words, {NO_DETECTOR}") from None
     found = head.segment_phrases(predictor, image, phrases, embedding)
     return [m for m in found if m.mask.any()]
 
