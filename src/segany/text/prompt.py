@@ -73,7 +73,7 @@ class TextPromptHead:
         :class:`TextMask` (``detector_score`` ``None``).
 
         One mask per phrase: for a phrase naming several objects it is the one the route ranks
-        first (see README, "Text prompts with the bundled head"). Words outside the generator's
+        first (see README, "The bundled text head"). Words outside the generator's
         vocabulary raise :class:`~segany.data.names.UnknownWordError`. ``route``: ``proposals``
         (shipped) or ``token`` (the paper's prompt token, kept for the comparison).
         """

@@ -4,7 +4,7 @@ A grid of single clicks gives candidate masks (three each, kept when SAM trusts 
 candidate is embedded by the object encoder exactly as objects were in training (the image
 embedding pooled under the mask, and its mean colour), and the phrase picks the candidate
 closest to its text embedding (helped by SAM's own confidence, :data:`IOU_WEIGHT`). This stands in for the paper's token route, which did not
-transfer at this scale (README, "Text prompts with the bundled head").
+transfer at this scale (README, "The bundled text head").
 """
 
 from __future__ import annotations
