@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve,
         track,
         train,
+        train_text,
     )
 
     parser = Parser(prog="segany", description="Segment Anything, from scratch.")
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         annotate,
         data,
         train,
+        train_text,
         evaluate,
         eval_video,
         export,

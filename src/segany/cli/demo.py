@@ -1,5 +1,5 @@
 """``segany demo``: the bundled model segments a held-out generated scene from one click
-(:func:`segany.evaluate.demo.run_demo`)."""
+(:func:`segany.evaluate.demo.run_demo`) and from a phrase (:func:`segany.text.demo.run_text_demo`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate.demo import run_demo
+    from ..text.demo import run_text_demo
 
     result = run_demo(Path(args.output))
     print("segany demo: the bundled 'tiny' model (trained by segany on synthetic scenes) segments")
@@ -28,5 +29,11 @@ def run(args: argparse.Namespace) -> int:
         f"IoU with the true object mask {result.iou:.3f}"
     )
     print(f"  wrote {', '.join(str(f) for f in result.files)}")
+    text = run_text_demo(Path(args.output))
+    print(f"  and from the text prompt {text.phrase!r} (the bundled text head, see README):")
+    print(
+        f"  predicted IoU {text.predicted_iou:.3f}, IoU with the named object {text.iou:.3f}; "
+        f"wrote {text.file}"
+    )
     print("  (a demonstration model: for photographs use the official checkpoints, see README)")
     return 0

@@ -29,6 +29,8 @@ EXAMPLES = """examples:
   segany segment photo.jpg --text "a dog" --detector ./grounding-dino-tiny --output dog.png
   segany segment photo.jpg --text "dog . cat" --detector IDEA-Research/grounding-dino-tiny \
       --output pets.json --format coco --max-objects 5
+  # the bundled tiny model's own text head (a generated scene; its vocabulary only)
+  segany segment scene.png --model tiny --text "red star" --output star.png --overlay check.png
 """
 
 
@@ -181,9 +183,11 @@ def write_text_masks(args: argparse.Namespace, image: np.ndarray, found: list[Te
     if args.overlay:
         write_png(args.overlay, draw_overlay(image, [m.mask for m in found]))
     for m in found:
+        source = (
+            "text head" if m.detector_score is None else f"detector score {m.detector_score:.3f}"
+        )
         print(
-            f"{m.phrase}: detector score {m.detector_score:.3f}, predicted IoU "
-            f"{m.predicted_iou:.3f}, {int(m.mask.sum())} pixels"
+            f"{m.phrase}: {source}, predicted IoU {m.predicted_iou:.3f}, {int(m.mask.sum())} pixels"
         )
     print(f"{len(found)} objects -> {args.output}")
     return 0

@@ -22,7 +22,9 @@ NO_DETECTOR = (
 
 
 def add_text_options(parser: argparse.ArgumentParser, text_help: str) -> None:
-    group = parser.add_argument_group("text prompts (the detector route)")
+    group = parser.add_argument_group(
+        "text prompts (a detector, or without one the bundled tiny model's text head)"
+    )
     group.add_argument("--text", metavar="PHRASE", help=text_help)
     add_detector_options(group)
 
@@ -63,9 +65,12 @@ def text_masks(
     image: np.ndarray,
     embedding: Embedding | None = None,
 ) -> list[TextMask]:
-    """The masks ``--text`` names, by the route the options choose (today: a detector)."""
+    """The masks ``--text`` names, by the route the options choose: the detector given, else
+    the model's own text-prompt head (the bundled ``tiny`` has one)."""
     from ..text.segment import segment_text
 
+    if not args.detector:
+        return head_masks(args, predictor, image, embedding)
     detector = load_detector(args)
     return segment_text(
         predictor,
@@ -79,11 +84,39 @@ def text_masks(
     )
 
 
+def head_masks(
+    args: argparse.Namespace,
+    predictor: Predictor,
+    image: np.ndarray,
+    embedding: Embedding | None = None,
+) -> list[TextMask]:
+    """``--text`` through the model's text-prompt head: one mask per phrase, empty ones
+    dropped; without a head, the message asking for a detector."""
+    from ..data.names import UnknownWordError, phrase_words
+    from ..text.detectors import split_phrases
+    from ..text.prompt import TextPromptHead
+    from ..text.weights import bundled_text_head_path
+
+    if args.checkpoint is not None or bundled_text_head_path(args.model) is None:
+        raise CliError(f"{NO_DETECTOR} (only the bundled tiny model has a text head of its own)")
+    head = TextPromptHead.bundled(args.model)
+    phrases = split_phrases(args.text)
+    try:
+        for phrase in phrases:
+            phrase_words(phrase)
+    except UnknownWordError as exc:
+        raise CliError(f"{exc}. For other words, {NO_DETECTOR}") from None
+    found = head.segment_phrases(predictor, image, phrases, embedding)
+    return [m for m in found if m.mask.any()]
+
+
 def nothing_found(args: argparse.Namespace) -> str:
     """The message when no object passes: which phrases, which threshold, what to try."""
     from ..text.detectors import split_phrases
 
     phrases = ", ".join(repr(p) for p in split_phrases(args.text))
+    if not args.detector:
+        return f"no object found for {phrases}: the text head's mask is empty; try other words"
     threshold = f"{args.box_threshold:g}" if args.box_threshold is not None else "its default"
     return (
         f"no object found for {phrases}: the detector scored none above {threshold}; try a "
