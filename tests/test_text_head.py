@@ -135,3 +135,33 @@ def test_demo_prompts_a_phrase(tmp_path):
     assert result.phrase == "green blob"  # the largest object with a unique name, by rule
     assert result.iou > UNIQUE_MIOU_FLOOR
     assert result.file.stat().st_size > 0
+
+
+def test_the_page_text_route_uses_the_head_without_a_detector(tmp_path, predictor, head):
+    # `segany serve` with the bundled model and no --detector: the Text field gets the head's
+    # mask for the phrase; a word the head does not know is a 400 naming the way out.
+    pytest.importorskip("fastapi")
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from segany.formats import decode_coco_rle
+    from segany.server import SegmentService, create_app
+
+    service = SegmentService(predictor.model, tmp_path / "cache", text_head=head)
+    service.workers.start()  # without the lifespan: the text route needs no decoder graph
+    client = TestClient(create_app(service, static_dir=None))
+    assert client.get("/api/model").json()["text_detector"] == "the bundled model's text head"
+    scene = generate_scene(RED_STAR_SEED)
+    buffer = io.BytesIO()
+    Image.fromarray(scene.image).save(buffer, format="PNG")
+    key = client.post("/api/images", content=buffer.getvalue()).json()["id"]
+    answer = client.post(f"/api/images/{key}/text", json={"text": "red star"})
+    assert answer.status_code == 200, answer.text
+    (record,) = answer.json()["masks"]
+    assert record["phrase"] == "red star" and record["detector_score"] is None
+    expected = head.segment(predictor, scene.image, "red star")[0].mask
+    np.testing.assert_array_equal(decode_coco_rle(record["segmentation"]), expected)
+    assert mask_iou(expected, scene.masks[RED_STAR_INDEX]) > 0.5
+    unknown = client.post(f"/api/images/{key}/text", json={"text": "a dog"})
+    assert unknown.status_code == 400 and "--detector" in unknown.json()["detail"]

@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_predictor(args)
     detector = load_detector(args) if args.detector else None
     preset = bundled_preset(args)
+    head = None if detector is not None or args.checkpoint else bundled_text_head(args.model)
     service = SegmentService(
         predictor.model,
         cache_dir,
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         decoder_path=args.decoder,
         everything_options={"preset": preset} if preset else None,
         text_detector=detector,
+        text_head=head,
     )
     print(f"segany serve: model {service.name}; exporting/checking the decoder graph…")
     service.ensure_decoder()
@@ -135,6 +137,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"segany serve: http://{shown}:{args.port}/  (API docs: /docs; cache: {cache_dir})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def bundled_text_head(model: str) -> Any:
+    """The text head shipped with a bundled model (the page's Text field without a detector)."""
+    from ..text.prompt import TextPromptHead
+    from ..text.weights import bundled_text_head_path
+
+    return TextPromptHead.bundled(model) if bundled_text_head_path(model) else None
 
 
 def open_label_studio_project(args: argparse.Namespace) -> Any:

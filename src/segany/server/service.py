@@ -23,6 +23,7 @@ from ..inference.embedding import Embedding, encoder_id
 from ..inference.predictor import Predictor
 from ..modeling.sam import Sam
 from ..text import Detector
+from ..text.prompt import TextPromptHead
 from .cache import CacheEntry, EmbeddingCache
 from .decoder_graph import DecoderGraph
 from .entries import entry_embedding, entry_image, find_entry
@@ -56,6 +57,7 @@ class SegmentService:
         decoder_path: str | os.PathLike[str] | None = None,
         everything_options: dict[str, Any] | None = None,
         text_detector: Detector | None = None,
+        text_head: TextPromptHead | None = None,
     ) -> None:
         self.model = model.eval()
         self.predictor = Predictor(self.model)
@@ -69,7 +71,7 @@ class SegmentService:
         self.queue = EmbeddingQueue(self.predictor, self.cache, limits, self.workers)
         self._everything = Everything(self.model, self.everything_options, self.cache, self.workers)
         self.video = VideoService(self.predictor, root / "videos", limits, self.workers)
-        self.text_prompts = TextPrompts(self.predictor, text_detector, self.workers)
+        self.text_prompts = TextPrompts(self.predictor, text_detector, self.workers, text_head)
 
     # ----------------------------------------------------------------------- set-up
     @property
