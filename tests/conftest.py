@@ -1,9 +1,11 @@
 """Shared fixtures: small model configs and pairs of (segany, official) models with identical
-seeded random weights; the data engine's databases (SQLite, and a throwaway PostgreSQL server)."""
+seeded random weights; the data engine's databases (SQLite, and a throwaway PostgreSQL server);
+a headless Chromium for the page tests."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import partial
 
 import numpy as np
@@ -151,3 +153,18 @@ def label_studio_python():
         if label_studio_required():
             pytest.fail(f"Label Studio is required here: {exc}", pytrace=False)
         pytest.skip(f"Label Studio tests skipped: {exc}")
+
+
+# -- Pages (the browser tests) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium (headless) under Playwright, one per module: a module that uses it
+    skips itself first when Chromium or Playwright is missing."""
+    from playwright.sync_api import sync_playwright
+
+    from segany.server.live import chromium_options
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(**chromium_options())
+        yield browser
+        browser.close()

@@ -34,7 +34,7 @@ from segany.data.scenes import generate_scene  # noqa: E402
 from segany.formats.rle import decode_coco_rle, encode_coco_rle  # noqa: E402
 from segany.server import SegmentService, create_app  # noqa: E402
 from segany.server.app import STATIC_DIR  # noqa: E402
-from segany.server.live import PageDriver, chromium_options, chromium_path, live_server  # noqa: E402
+from segany.server.live import PageDriver, chromium_path, live_server  # noqa: E402
 from segany.testing import random_state_dict  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -165,14 +165,6 @@ def png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**chromium_options())
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
