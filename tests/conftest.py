@@ -1,19 +1,20 @@
 """Shared fixtures: small model configs and pairs of (segany, official) models with identical
 seeded random weights; the data engine's databases (SQLite, and a throwaway PostgreSQL server);
-a headless Chromium for the page tests."""
+the servers' random-weight tiny model with its decoder graph, and a headless Chromium."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from segany import Sam, build_model  # with the speed routes, as users get it
-from segany.config import VIT_B, DecoderConfig, SamConfig
+from segany.config import TINY, VIT_B, DecoderConfig, SamConfig
 from segany.testing import random_state_dict
 
 seg_official = pytest.importorskip("segment_anything")
@@ -155,7 +156,25 @@ def label_studio_python():
         pytest.skip(f"Label Studio tests skipped: {exc}")
 
 
-# -- Pages (the browser tests) ------------------------------------------------------------
+# -- Servers and pages (the server, Label Studio, annotation and browser tests) --------------
+@pytest.fixture(scope="module")
+def tiny_random() -> Sam:
+    """The bundled architecture with seeded random weights, for what does not depend on what
+    the model learnt."""
+    model = build_model(TINY)
+    model.load_state_dict(random_state_dict(model.state_dict(), seed=0))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def decoder_file(tiny_random, tmp_path_factory) -> Path:
+    """``tiny_random``'s decoder graph, exported once for every server of a module (export
+    takes seconds); the annotation page's tests override it with the bundled model's."""
+    from segany.server import SegmentService
+
+    return SegmentService(tiny_random, tmp_path_factory.mktemp("decoder")).ensure_decoder()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """Debian's Chromium (headless) under Playwright, one per module: a module that uses it
