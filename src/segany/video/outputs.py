@@ -103,6 +103,7 @@ class TrackOutputs(StreamedOutput):
             else None
         )
         self._coco = CocoWriter(self.folder / "coco.json") if "coco" in formats else None
+        self._streamed = [w for w in (self._masklets, self._video, self._coco) if w is not None]
         for object_id in object_ids if "png" in formats else ():
             (self.folder / "masks" / str(object_id)).mkdir(parents=True, exist_ok=True)
         if "sa1b" in formats:
@@ -143,18 +144,12 @@ class TrackOutputs(StreamedOutput):
             self._coco.add_image(index + 1, f"{index:05d}.png", height, width, _coco(numbered))
 
     def close(self) -> None:
-        self._masklets.close()
-        if self._video is not None:
-            self._video.close()
-        if self._coco is not None:
-            self._coco.close()
+        for writer in self._streamed:
+            writer.close()
 
     def abort(self) -> None:
-        self._masklets.abort()
-        if self._video is not None:
-            self._video.abort()
-        if self._coco is not None:
-            self._coco.abort()
+        for writer in self._streamed:
+            writer.abort()
 
 
 def _coco(
