@@ -1,17 +1,20 @@
 """Shared fixtures: small model configs and pairs of (segany, official) models with identical
-seeded random weights; the data engine's databases (SQLite, and a throwaway PostgreSQL server)."""
+seeded random weights; the data engine's databases (SQLite, and a throwaway PostgreSQL server);
+the servers' random-weight tiny model with its decoder graph, and a headless Chromium."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from segany import Sam, build_model  # with the speed routes, as users get it
-from segany.config import VIT_B, DecoderConfig, SamConfig
+from segany.config import TINY, VIT_B, DecoderConfig, SamConfig
 from segany.testing import random_state_dict
 
 seg_official = pytest.importorskip("segment_anything")
@@ -151,3 +154,36 @@ def label_studio_python():
         if label_studio_required():
             pytest.fail(f"Label Studio is required here: {exc}", pytrace=False)
         pytest.skip(f"Label Studio tests skipped: {exc}")
+
+
+# -- Servers and pages (the server, Label Studio, annotation and browser tests) --------------
+@pytest.fixture(scope="module")
+def tiny_random() -> Sam:
+    """The bundled architecture with seeded random weights, for what does not depend on what
+    the model learnt."""
+    model = build_model(TINY)
+    model.load_state_dict(random_state_dict(model.state_dict(), seed=0))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def decoder_file(tiny_random, tmp_path_factory) -> Path:
+    """``tiny_random``'s decoder graph, exported once for every server of a module (export
+    takes seconds); the annotation page's tests override it with the bundled model's."""
+    from segany.server import SegmentService
+
+    return SegmentService(tiny_random, tmp_path_factory.mktemp("decoder")).ensure_decoder()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium (headless) under Playwright, one per module: a module that uses it
+    skips itself first when Chromium or Playwright is missing."""
+    from playwright.sync_api import sync_playwright
+
+    from segany.server.live import chromium_options
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(**chromium_options())
+        yield browser
+        browser.close()

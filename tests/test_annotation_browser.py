@@ -7,7 +7,6 @@ pre-filled masks are locked, with a toggle to reject each. Screenshots go to
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from segany.engine.schema import ImageRow, ImageRunRow, MaskRow  # noqa: E402
 from segany.engine.store import row_mask, write_proposals  # noqa: E402
 from segany.server import AnnotationService, SegmentService, create_app  # noqa: E402
 from segany.server.app import STATIC_DIR  # noqa: E402
-from segany.server.live import PageDriver, chromium_options, chromium_path, live_server  # noqa: E402
+from segany.server.live import PageDriver, chromium_path, live_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
 if chromium_path() is None:
@@ -55,14 +54,6 @@ def make_project(folder: Path, seeds: tuple[int, ...]) -> Project:
     with project.session() as session:
         add_images(session, images)
     return project
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**chromium_options())
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

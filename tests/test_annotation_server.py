@@ -22,9 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
-from segany import build_model
 from segany.cli import main
-from segany.config import TINY
 from segany.data.scenes import generate_scene
 from segany.engine import NewMask, Project, add_images, register_model
 from segany.engine.schema import ImageRow, ImageRunRow, MaskRow
@@ -32,23 +30,9 @@ from segany.engine.store import write_proposals
 from segany.formats.rle import decode_coco_rle, encode_coco_rle, mask_to_rle_pytorch
 from segany.server import AnnotationService, SegmentService, create_app
 from segany.server.auth import cookie_name, required_token
-from segany.testing import random_state_dict
 
 SEEDS = (11, 12, 13, 14)
 SIZE = (256, 256)
-
-
-@pytest.fixture(scope="module")
-def model():
-    model = build_model(TINY)
-    model.load_state_dict(random_state_dict(model.state_dict(), seed=0))
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def decoder_file(model, tmp_path_factory) -> Path:
-    """One exported decoder graph for every app of this module (export takes seconds)."""
-    return SegmentService(model, tmp_path_factory.mktemp("decoder")).ensure_decoder()
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +65,8 @@ def make_app(project, model, decoder_file, cache, *, token=None, **options):
 
 
 @pytest.fixture()
-def client(project, model, decoder_file, tmp_path):
-    app, _ = make_app(project, model, decoder_file, tmp_path / "cache", ahead=0)
+def client(project, tiny_random, decoder_file, tmp_path):
+    app, _ = make_app(project, tiny_random, decoder_file, tmp_path / "cache", ahead=0)
     with TestClient(app) as c:
         yield c
 
@@ -192,8 +176,12 @@ def test_two_annotators_never_hold_the_same_image(client, project):
     assert [(m.annotator, m.status) for m in rows(project, held[ann])] == [(ann, "accepted")]
 
 
-def test_a_lost_lease_is_a_409_and_keeps_what_was_accepted(project, model, decoder_file, tmp_path):
-    app, _ = make_app(project, model, decoder_file, tmp_path / "cache", lease_seconds=0.5, ahead=0)
+def test_a_lost_lease_is_a_409_and_keeps_what_was_accepted(
+    project, tiny_random, decoder_file, tmp_path
+):
+    app, _ = make_app(
+        project, tiny_random, decoder_file, tmp_path / "cache", lease_seconds=0.5, ahead=0
+    )
     with TestClient(app) as client:
         image_id = checkout(client, "ann")["task"]["image_id"]
         assert accept(client, image_id, "ann", square(0, 0)).status_code == 200
@@ -205,8 +193,12 @@ def test_a_lost_lease_is_a_409_and_keeps_what_was_accepted(project, model, decod
         assert [m["annotator"] for m in task["accepted"]] == ["ann"]
 
 
-def test_renewing_keeps_the_image_until_the_lease_runs_out(project, model, decoder_file, tmp_path):
-    app, _ = make_app(project, model, decoder_file, tmp_path / "cache", lease_seconds=0.6, ahead=0)
+def test_renewing_keeps_the_image_until_the_lease_runs_out(
+    project, tiny_random, decoder_file, tmp_path
+):
+    app, _ = make_app(
+        project, tiny_random, decoder_file, tmp_path / "cache", lease_seconds=0.6, ahead=0
+    )
     with TestClient(app) as client:
         image_id = checkout(client, "ann")["task"]["image_id"]
 
@@ -268,8 +260,8 @@ def test_gear_two_proposals_reject_restore_correct_and_finish(client, project):
     assert status[added.json()["id"]] == ("accepted", "ann")
 
 
-def test_embeddings_are_computed_ahead(project, model, decoder_file, tmp_path):
-    app, annotation = make_app(project, model, decoder_file, tmp_path / "cache", ahead=2)
+def test_embeddings_are_computed_ahead(project, tiny_random, decoder_file, tmp_path):
+    app, annotation = make_app(project, tiny_random, decoder_file, tmp_path / "cache", ahead=2)
     with TestClient(app) as client:
         image_id = checkout(client, "ann")["task"]["image_id"]
         with project.session() as session:
@@ -365,13 +357,17 @@ def test_bad_requests_are_4xx(client, method, url, body, status):
 # --------------------------------------------------------------------------- the token
 
 
-def test_the_token_is_required_beyond_localhost(project, model, decoder_file, tmp_path):
+def test_the_token_is_required_beyond_localhost(project, tiny_random, decoder_file, tmp_path):
     token = project.token
     assert [required_token(h, token) for h in ("127.0.0.1", "localhost", "::1")] == [None] * 3
     assert required_token("0.0.0.0", token) == token
     assert required_token("192.168.1.20", token) == token
     app, _ = make_app(
-        project, model, decoder_file, tmp_path / "cache", token=required_token("0.0.0.0", token)
+        project,
+        tiny_random,
+        decoder_file,
+        tmp_path / "cache",
+        token=required_token("0.0.0.0", token),
     )
     with TestClient(app) as client:
         refused = client.get("/api/annotate/project")

@@ -26,16 +26,14 @@ import cv2  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from conftest import random_image  # noqa: E402
-from segany import InteractiveSession, Predictor, build_model  # noqa: E402
+from segany import InteractiveSession, Predictor  # noqa: E402
 from segany.checkpoints import bundled_weights_path, load  # noqa: E402
-from segany.config import TINY  # noqa: E402
 from segany.data.samples import SAMPLE_SEEDS  # noqa: E402
 from segany.data.scenes import generate_scene  # noqa: E402
 from segany.formats.rle import decode_coco_rle, encode_coco_rle  # noqa: E402
 from segany.server import SegmentService, create_app  # noqa: E402
 from segany.server.app import STATIC_DIR  # noqa: E402
-from segany.server.live import PageDriver, chromium_options, chromium_path, live_server  # noqa: E402
-from segany.testing import random_state_dict  # noqa: E402
+from segany.server.live import PageDriver, chromium_path, live_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
 if chromium_path() is None:
@@ -167,21 +165,6 @@ def png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**chromium_options())
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def random_model():
-    model = build_model(TINY)
-    model.load_state_dict(random_state_dict(model.state_dict(), seed=0))
-    return model.eval()
-
-
 def serve(model, cache_dir: Path, **everything: object) -> Iterator[str]:
     options = {"points_per_side": 8, **everything}
     service = SegmentService(model, cache_dir, everything_options=options)
@@ -190,10 +173,10 @@ def serve(model, cache_dir: Path, **everything: object) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def random_server(random_model, tmp_path_factory) -> Iterator[str]:
+def random_server(tiny_random, tmp_path_factory) -> Iterator[str]:
     # random weights predict low IoU: keep every mask for "segment everything"
     cache = tmp_path_factory.mktemp("random-cache")
-    yield from serve(random_model, cache, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    yield from serve(tiny_random, cache, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +227,7 @@ def agreement(page_mask: np.ndarray, reference: np.ndarray) -> float:
 # --------------------------------------------------------------------------- random weights
 
 
-def test_page_decodes_like_the_predictor(page, random_server, random_model):
+def test_page_decodes_like_the_predictor(page, random_server, tiny_random):
     """Same clicks, same masks: the page's coordinate mapping, candidates, logit feedback and
     box prompt against segany.InteractiveSession, on a non-square image with exact float32
     embeddings."""
@@ -252,7 +235,7 @@ def test_page_decodes_like_the_predictor(page, random_server, random_model):
     page.open(random_server, "?embedding=float32")
     page.upload("random.png", png(image))
     shot(page, "1-loaded")
-    session = InteractiveSession(Predictor(random_model), Predictor(random_model).embed(image))
+    session = InteractiveSession(Predictor(tiny_random), Predictor(tiny_random).embed(image))
 
     steps = [
         ("click", (100.3, 60.7, 1)),
@@ -289,9 +272,9 @@ def test_page_decodes_like_the_predictor(page, random_server, random_model):
     shot(page, "6-reset")
 
 
-def test_compact_float16_embedding_gives_the_same_masks(page, random_server, random_model):
+def test_compact_float16_embedding_gives_the_same_masks(page, random_server, tiny_random):
     scene = generate_scene(RANDOM_SCENE)
-    predictor = Predictor(random_model)
+    predictor = Predictor(tiny_random)
     embedding = predictor.embed(scene.image)
     page.open(random_server)
     page.load_sample(f"scene-{RANDOM_SCENE}")

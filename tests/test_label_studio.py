@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,6 @@ from PIL import Image
 from sqlalchemy import select
 
 from conftest import random_image
-from segany import build_model
-from segany.config import TINY
 from segany.engine import Project
 from segany.engine.schema import ImageRunRow, MaskRow
 from segany.engine.stats import project_stats
@@ -32,7 +29,6 @@ from segany.formats.ls_brush import decode_brush_rle, encode_brush_rle
 from segany.server import SegmentService, create_app
 from segany.server.label_studio_backend import LabelStudioBackend
 from segany.server.label_studio_client import LabelStudioClient
-from segany.testing import random_state_dict
 
 TOKEN = "secret-token"
 HEIGHT, WIDTH = 96, 128
@@ -79,18 +75,6 @@ def files_url():
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def model():
-    model = build_model(TINY)
-    model.load_state_dict(random_state_dict(model.state_dict(), seed=0))
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def decoder_file(model, tmp_path_factory) -> Path:
-    return SegmentService(model, tmp_path_factory.mktemp("decoder")).ensure_decoder()
-
-
 def make_client(model, decoder_file, tmp_path, url=None, token=None, project=None):
     service = SegmentService(model, tmp_path / "cache", decoder_path=decoder_file)
     backend = LabelStudioBackend(service, LabelStudioClient(url, token), project)
@@ -98,8 +82,8 @@ def make_client(model, decoder_file, tmp_path, url=None, token=None, project=Non
 
 
 @pytest.fixture()
-def client(model, decoder_file, tmp_path, files_url):
-    app, _ = make_client(model, decoder_file, tmp_path, files_url, TOKEN)
+def client(tiny_random, decoder_file, tmp_path, files_url):
+    app, _ = make_client(tiny_random, decoder_file, tmp_path, files_url, TOKEN)
     with app as c:
         yield c
 
@@ -128,8 +112,8 @@ def predict(client, context, tasks=(TASK,), config=CONFIG):
 # --------------------------------------------------------------------------- protocol
 
 
-def test_health_setup_and_versions(model, decoder_file, tmp_path, files_url):
-    app, _ = make_client(model, decoder_file, tmp_path)  # no address, no token yet
+def test_health_setup_and_versions(tiny_random, decoder_file, tmp_path, files_url):
+    app, _ = make_client(tiny_random, decoder_file, tmp_path)  # no address, no token yet
     with app as client:
         health = client.get("/health").json()
         assert health["status"] == "UP" and health["model_class"] == "segany"
@@ -154,7 +138,7 @@ def test_setup_never_sends_a_given_token_to_an_address_it_names():
     assert (client.url, client.token) == ("http://studio:8080", "owner")
 
 
-def test_a_click_gives_the_predictors_mask_as_a_brush(client, model):
+def test_a_click_gives_the_predictors_mask_as_a_brush(client, tiny_random):
     from segany import Predictor
 
     response = predict(client, {"result": [keypoint(40, 30), keypoint(90, 70, positive=False)]})
@@ -166,7 +150,7 @@ def test_a_click_gives_the_predictors_mask_as_a_brush(client, model):
     assert region["to_name"] == "img" and region["value"]["brushlabels"] == ["dog"]
     assert (region["original_width"], region["original_height"]) == (WIDTH, HEIGHT)
     mask = decode_brush_rle(region["value"]["rle"], HEIGHT, WIDTH)
-    predictor = Predictor(model)
+    predictor = Predictor(tiny_random)
     expected = predictor.predict(
         predictor.embed(IMAGE), points=[[40, 30], [90, 70]], labels=[1, 0], multimask=False
     )
@@ -175,14 +159,14 @@ def test_a_click_gives_the_predictors_mask_as_a_brush(client, model):
     assert prediction["model_version"] == answer["model_version"]
 
 
-def test_a_box_prompt_and_the_embedding_cache(client, model):
+def test_a_box_prompt_and_the_embedding_cache(client, tiny_random):
     from segany import Predictor
 
     first = predict(client, {"result": [rectangle(20, 10, 100, 80)]})
     assert first.status_code == 200, first.text
     region = first.json()["results"][0]["result"][0]
     assert region["value"]["brushlabels"] == ["cat"]
-    predictor = Predictor(model)
+    predictor = Predictor(tiny_random)
     expected = predictor.predict(predictor.embed(IMAGE), boxes=[20, 10, 100, 80], multimask=False)
     assert np.array_equal(
         decode_brush_rle(region["value"]["rle"], HEIGHT, WIDTH), expected.masks[0, 0]
@@ -218,8 +202,8 @@ def test_bad_requests_are_4xx_with_a_reason(client, body, status, words):
     assert words in response.json()["detail"]
 
 
-def test_a_wrong_token_is_a_403(model, decoder_file, tmp_path, files_url):
-    app, _ = make_client(model, decoder_file, tmp_path, files_url, "wrong")
+def test_a_wrong_token_is_a_403(tiny_random, decoder_file, tmp_path, files_url):
+    app, _ = make_client(tiny_random, decoder_file, tmp_path, files_url, "wrong")
     with app as client:
         response = predict(client, {"result": [keypoint(10, 10)]})
     assert response.status_code == 403 and "token" in response.json()["detail"]
@@ -256,9 +240,11 @@ def masks_of(project: Project) -> list[MaskRow]:
         return list(session.scalars(select(MaskRow).order_by(MaskRow.id)))
 
 
-def test_webhook_records_submitted_masks_in_the_project(model, decoder_file, tmp_path, files_url):
+def test_webhook_records_submitted_masks_in_the_project(
+    tiny_random, decoder_file, tmp_path, files_url
+):
     project = Project.create(tmp_path / "project")
-    app, _ = make_client(model, decoder_file, tmp_path, files_url, TOKEN, project)
+    app, _ = make_client(tiny_random, decoder_file, tmp_path, files_url, TOKEN, project)
     first, second = blob(40, 40, 15), blob(95, 60, 12)
     with app as client:
         ignored = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {}})

@@ -21,8 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import random_image
-from segany import Embedding, Predictor, build_model
-from segany.config import TINY
+from segany import Embedding, Predictor
 from segany.formats.images import (
     ImageTooLargeError,
     NotAnImageError,
@@ -30,21 +29,6 @@ from segany.formats.images import (
 )
 from segany.formats.rle import decode_coco_rle
 from segany.server import EmbeddingCache, Limits, SegmentService, content_key, create_app
-from segany.testing import random_state_dict
-
-
-@pytest.fixture(scope="module")
-def tiny_random():
-    model = build_model(TINY)
-    model.load_state_dict(random_state_dict(model.state_dict(), seed=0))
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def decoder_file(tiny_random, tmp_path_factory) -> Path:
-    """One exported decoder graph for every service of this module (export takes seconds)."""
-    service = SegmentService(tiny_random, tmp_path_factory.mktemp("decoder-cache"))
-    return service.ensure_decoder()
 
 
 def make_client(model, cache_dir, decoder_file, **limits) -> TestClient:
@@ -424,7 +408,10 @@ def test_busy_server_answers_503(tiny_random, decoder_file, tmp_path):
 
 def test_segment_everything_returns_coco_rle_masks(tiny_random, decoder_file, tmp_path):
     service = SegmentService(
-        tiny_random, tmp_path, decoder_path=decoder_file, everything_options={"points_per_side": 8}
+        tiny_random,
+        tmp_path,
+        decoder_path=decoder_file,
+        everything_options={"points_per_side": 8},
     )
     with TestClient(create_app(service, static_dir=None)) as c:
         info = upload(c, png(IMAGE)).json()

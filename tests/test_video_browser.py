@@ -20,7 +20,7 @@ from segany.checkpoints import load  # noqa: E402
 from segany.formats.rle import decode_coco_rle  # noqa: E402
 from segany.server import SegmentService, create_app  # noqa: E402
 from segany.server.app import STATIC_DIR  # noqa: E402
-from segany.server.live import PageDriver, chromium_options, chromium_path, live_server  # noqa: E402
+from segany.server.live import PageDriver, chromium_path, live_server  # noqa: E402
 from video_helpers import FRAMES, bundled_decoder, deepest_point, iou, moving_clip  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -40,14 +40,6 @@ def server(tmp_path_factory) -> Iterator[str]:
     service = SegmentService(load("tiny"), folder, decoder_path=bundled_decoder(tmp_path_factory))
     with live_server(create_app(service)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**chromium_options())
-        yield browser
-        browser.close()
 
 
 @pytest.fixture()

@@ -9,6 +9,7 @@ import { Decoder, type ModelInfo, threadCount } from "./decoder";
 import { baseName, saveBlob } from "./files";
 import { embeddingValues } from "./float16";
 import type { Box, Point } from "./geometry";
+import { $, messageState, onFileOpened, run, showError, showMessage } from "./page";
 import { type Candidate, enqueue, Prompter, type Prompts, type RunKind, type Step } from "./prompting";
 import { decodeCompressed, encodeRuns } from "./rle";
 import { type Colour, type Layer, loadPicture, PromptGestures, Stage, type XY } from "./stage";
@@ -51,21 +52,9 @@ const timings = { click: [] as number[], hover: [] as number[] };
 
 // --------------------------------------------------------------------------- elements
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const stage = Stage.ofPage();
 stage.onLayout = () => renderPrompts();
-const message = $<HTMLDivElement>("message");
 const candidatesBox = $<HTMLDivElement>("candidates");
-
-function showMessage(text: string, kind: "info" | "error" = "info"): void {
-  message.textContent = text;
-  message.className = kind;
-}
-
-function showError(error: unknown): void {
-  const text = error instanceof Error ? error.message : String(error);
-  showMessage(text, "error");
-}
 
 // --------------------------------------------------------------------------- decoding
 
@@ -332,10 +321,6 @@ async function download(format: api.ExportFormat): Promise<void> {
 
 // --------------------------------------------------------------------------- input
 
-function run(work: Promise<unknown>): void {
-  track(work).catch(showError);
-}
-
 stage.tool = new PromptGestures(stage, {
   click(p: XY, how) {
     if (everything) {
@@ -394,23 +379,7 @@ for (const format of ["cutout", "mask", "coco"] as const) {
   $<HTMLButtonElement>(`download-${format}`).addEventListener("click", () => run(download(format)));
 }
 
-const fileInput = $<HTMLInputElement>("file");
-fileInput.addEventListener("change", () => {
-  const file = fileInput.files?.[0];
-  if (file) run(openImage(file, file.name));
-  fileInput.value = "";
-});
-document.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  document.body.classList.add("dragover");
-});
-document.addEventListener("dragleave", () => document.body.classList.remove("dragover"));
-document.addEventListener("drop", (event) => {
-  event.preventDefault();
-  document.body.classList.remove("dragover");
-  const file = event.dataTransfer?.files?.[0];
-  if (file) run(openImage(file, file.name));
-});
+onFileOpened((file) => run(openImage(file, file.name)));
 
 // --------------------------------------------------------------------------- start
 
@@ -459,8 +428,7 @@ window.segany = {
     hoverArea: hover?.area ?? 0,
     accepted: accepted.length,
     everything: everything?.masks.length ?? 0,
-    message: message.textContent,
-    error: message.className === "error",
+    ...messageState(),
   }),
   maskRuns: () => {
     const c = currentCandidate();

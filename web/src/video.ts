@@ -9,6 +9,7 @@ import { idle, track } from "./busy";
 import { nthColour } from "./colours";
 import { baseName, saveBlob } from "./files";
 import type { Box, Point } from "./geometry";
+import { $, messageState, onFileOpened, run, showError, showMessage } from "./page";
 import { enqueue } from "./prompting";
 import { encodeRuns } from "./rle";
 import { type Colour, type Layer, PromptGestures, Stage, type XY } from "./stage";
@@ -41,26 +42,11 @@ const frame = () => player?.index ?? 0;
 
 // --------------------------------------------------------------------------- elements
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const stage = Stage.ofPage();
 stage.onLayout = () => renderPrompts();
-const message = $<HTMLDivElement>("message");
 const slider = $<HTMLInputElement>("slider");
 const playButton = $<HTMLButtonElement>("play");
 const progress = $<HTMLProgressElement>("progress");
-
-function showMessage(text: string, kind: "info" | "error" = "info"): void {
-  message.textContent = text;
-  message.className = kind;
-}
-
-function showError(error: unknown): void {
-  showMessage(error instanceof Error ? error.message : String(error), "error");
-}
-
-function run(work: Promise<unknown>): void {
-  track(work).catch(showError);
-}
 
 // --------------------------------------------------------------------------- rendering
 
@@ -332,23 +318,7 @@ $<HTMLButtonElement>("track").addEventListener("click", () => run(startTracking(
 $<HTMLButtonElement>("cancel").addEventListener("click", () => run(cancelTracking()));
 $<HTMLButtonElement>("download").addEventListener("click", () => run(download()));
 
-const fileInput = $<HTMLInputElement>("file");
-fileInput.addEventListener("change", () => {
-  const file = fileInput.files?.[0];
-  if (file) run(openVideo(file, file.name));
-  fileInput.value = "";
-});
-document.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  document.body.classList.add("dragover");
-});
-document.addEventListener("dragleave", () => document.body.classList.remove("dragover"));
-document.addEventListener("drop", (event) => {
-  event.preventDefault();
-  document.body.classList.remove("dragover");
-  const file = event.dataTransfer?.files?.[0];
-  if (file) run(openVideo(file, file.name));
-});
+onFileOpened((file) => run(openVideo(file, file.name)));
 
 // --------------------------------------------------------------------------- start
 
@@ -388,8 +358,7 @@ window.segany = {
     points: current === null ? [] : (prompts.get(key(frame(), current))?.points ?? []),
     track: status?.state ?? "idle",
     trackedFrames: book?.trackedFrames ?? 0,
-    message: message.textContent,
-    error: message.className === "error",
+    ...messageState(),
   }),
   maskRuns: (objectId: number) => {
     const shown = book?.on(frame()).find((m) => m.objectId === objectId);

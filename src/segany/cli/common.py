@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..fast.precision import PRECISIONS
 from ..inference.predictor import Predictor
 from ..modeling.sam import Sam
@@ -95,6 +97,16 @@ def parse_point(text: str) -> tuple[float, float, int]:
     if len(values) == 3 and values[2] not in (0.0, 1.0):
         raise argparse.ArgumentTypeError(f"point {text!r} has label {values[2]:g}; expected 1 or 0")
     return values[0], values[1], label
+
+
+def point_arrays(
+    points: list[tuple[float, float, int]],
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Parsed ``--point`` values as the predictor's ``(N, 2)`` coordinates and ``(N,)`` labels
+    (both ``None`` for no point)."""
+    if not points:
+        return None, None
+    return np.array([p[:2] for p in points]), np.array([p[2] for p in points])
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:

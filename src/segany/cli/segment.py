@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import CliError, check_writable
-from .common import add_model_options, load_predictor, parse_box, parse_point
+from .common import add_model_options, load_predictor, parse_box, parse_point, point_arrays
 from .text import add_text_options, nothing_found, text_masks
 
 if TYPE_CHECKING:
@@ -97,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
         return write_text_masks(args, image, text_masks(args, predictor, image, embedding))
     if embedding is None:
         embedding = predictor.embed(image)
-    points = np.array([p[:2] for p in args.point]) if args.point else None
-    labels = np.array([p[2] for p in args.point]) if args.point else None
+    points, labels = point_arrays(args.point)
     multimask = (
         args.multimask
         if args.multimask is not None

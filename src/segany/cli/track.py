@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import CliError, check_writable
-from .common import add_model_options, load_predictor, parse_box, parse_point
+from .common import add_model_options, load_predictor, parse_box, parse_point, point_arrays
 
 if TYPE_CHECKING:
     from ..inference.predictor import Predictor
@@ -94,16 +94,9 @@ def collect_prompts(items: list[tuple[str, Any]]) -> list[Any]:
         raise CliError("no prompt: give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
     prompts = []
     for (object_id, frame), entry in grouped.items():
-        points = entry["points"]
-        prompts.append(
-            ObjectPrompt(
-                object_id,
-                frame,
-                points=np.array([p[:2] for p in points]) if points else None,
-                labels=np.array([p[2] for p in points]) if points else None,
-                box=None if entry["box"] is None else np.array(entry["box"]),
-            )
-        )
+        points, labels = point_arrays(entry["points"])
+        box = None if entry["box"] is None else np.array(entry["box"])
+        prompts.append(ObjectPrompt(object_id, frame, points=points, labels=labels, box=box))
     return prompts
 
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
-from .files import atomic_write_text
+from .files import StreamedOutput, atomic_write_text, commit_text, temporary_text_beside
 
 OBJECT_CATEGORY = {"id": 1, "name": "object", "supercategory": "object"}
 INFO = {"description": "segany masks"}
@@ -72,7 +70,7 @@ class CocoDataset:
         atomic_write_text(path, json.dumps(self.to_dict()))
 
 
-class CocoWriter:
+class CocoWriter(StreamedOutput):
     """Writes one COCO json image by image with the caller's ids, holding no more than one
     image's annotations in memory: annotations go straight to a temporary file beside
     ``path``, image entries to a second one, joined and renamed into place on :meth:`close`.
@@ -80,17 +78,11 @@ class CocoWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._main, self._main_path = self._temporary("annotations")
-        self._images, self._images_path = self._temporary("images")
+        self._main, self._main_path = temporary_text_beside(self.path, "annotations")
+        self._images, self._images_path = temporary_text_beside(self.path, "images")
         head = {"info": INFO, "categories": [OBJECT_CATEGORY]}
         self._main.write(json.dumps(head)[:-1] + ', "annotations": [')
         self.image_count = self.annotation_count = 0
-
-    def _temporary(self, part: str) -> tuple[IO[str], Path]:
-        handle, name = tempfile.mkstemp(
-            prefix=f".{self.path.name}.{part}.", suffix=".tmp", dir=self.path.parent
-        )
-        return os.fdopen(handle, "w", encoding="utf-8"), Path(name)
 
     def add_image(
         self,
@@ -118,27 +110,10 @@ class CocoWriter:
             while chunk := images.read(1 << 20):
                 self._main.write(chunk)
         self._main.write("]}")
-        self._main.flush()
-        os.fsync(self._main.fileno())
-        self._main.close()
-        os.replace(self._main_path, self.path)
+        commit_text(self._main, self._main_path, self.path)
         self._images_path.unlink()
 
     def abort(self) -> None:
         for stream, path in ((self._main, self._main_path), (self._images, self._images_path)):
             stream.close()
             path.unlink(missing_ok=True)
-
-    def __enter__(self) -> CocoWriter:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()

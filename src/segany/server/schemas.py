@@ -68,13 +68,19 @@ class SampleList(BaseModel):
     samples: list[Sample]
 
 
-class MaskRecord(BaseModel):
-    """One mask of "segment everything" (the official generator's record, COCO RLE)."""
+class MaskFields(BaseModel):
+    """What every mask record the server sends has: the mask as COCO RLE, its area and box,
+    and the model's predicted IoU."""
 
     segmentation: dict[str, object] = Field(description="compressed COCO RLE: size, counts")
     area: int
-    bbox: list[float] = Field(description="XYWH")
+    bbox: list[float] = Field(description="the mask's box, XYWH")
     predicted_iou: float
+
+
+class MaskRecord(MaskFields):
+    """One mask of "segment everything" (the official generator's record, COCO RLE)."""
+
     stability_score: float
 
 
@@ -122,11 +128,9 @@ class TextRequest(BaseModel):
     max_objects: int | None = Field(default=None, ge=1, le=100)
 
 
-class TextMaskRecord(BaseModel):
-    segmentation: dict[str, object] = Field(description="compressed COCO RLE: size, counts")
-    area: int
-    bbox: list[float] = Field(description="the mask's box, XYWH")
-    predicted_iou: float
+class TextMaskRecord(MaskFields):
+    """One object a text prompt found: its mask record, phrase and detector box."""
+
     phrase: str
     detector_score: float | None
     box: list[float] = Field(description="the detector's box, XYXY in image pixels")

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from ..formats.boxes import mask_bbox_xywh
 from ..formats.coco import CocoWriter
+from ..formats.files import StreamedOutput, commit_text, temporary_text_beside
 from ..formats.pictures import draw_overlay, mask_png, write_png
 from ..formats.rle import encode_coco_rle
 from ..formats.sa1b import Sa1bAnnotation, Sa1bImage, write_sa1b
@@ -33,15 +32,13 @@ FORMATS = ("png", "overlay", "sa1b", "coco")
 MASKLETS = "masklets.json"
 
 
-class MaskletWriter:
+class MaskletWriter(StreamedOutput):
     """Streams ``masklets.json``: records go to a temporary file beside it, renamed into place
     by :meth:`close` (with the header written first, so nothing is held in memory)."""
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self._tmp = Path(name)
-        self._stream = os.fdopen(handle, "w", encoding="utf-8")
+        self._stream, self._tmp = temporary_text_beside(path)
         self._stream.write(json.dumps(header)[:-1] + ', "masklets": [')
         self.count = 0
 
@@ -60,17 +57,14 @@ class MaskletWriter:
 
     def close(self) -> None:
         self._stream.write("]}")
-        self._stream.flush()
-        os.fsync(self._stream.fileno())
-        self._stream.close()
-        os.replace(self._tmp, self.path)
+        commit_text(self._stream, self._tmp, self.path)
 
     def abort(self) -> None:
         self._stream.close()
         self._tmp.unlink(missing_ok=True)
 
 
-class TrackOutputs:
+class TrackOutputs(StreamedOutput):
     """The files of one tracked clip in ``folder``; a context manager that completes them on
     success and removes the unfinished ones on failure."""
 
@@ -109,6 +103,7 @@ class TrackOutputs:
             else None
         )
         self._coco = CocoWriter(self.folder / "coco.json") if "coco" in formats else None
+        self._streamed = [w for w in (self._masklets, self._video, self._coco) if w is not None]
         for object_id in object_ids if "png" in formats else ():
             (self.folder / "masks" / str(object_id)).mkdir(parents=True, exist_ok=True)
         if "sa1b" in formats:
@@ -149,32 +144,12 @@ class TrackOutputs:
             self._coco.add_image(index + 1, f"{index:05d}.png", height, width, _coco(numbered))
 
     def close(self) -> None:
-        self._masklets.close()
-        if self._video is not None:
-            self._video.close()
-        if self._coco is not None:
-            self._coco.close()
+        for writer in self._streamed:
+            writer.close()
 
     def abort(self) -> None:
-        self._masklets.abort()
-        if self._video is not None:
-            self._video.abort()
-        if self._coco is not None:
-            self._coco.abort()
-
-    def __enter__(self) -> TrackOutputs:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
+        for writer in self._streamed:
+            writer.abort()
 
 
 def _coco(
