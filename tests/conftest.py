@@ -8,10 +8,12 @@ import os
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from segany import Sam, build_model  # with the speed routes, as users get it
 from segany.config import TINY, VIT_B, DecoderConfig, SamConfig
@@ -27,43 +29,50 @@ SMALL = VIT_B.with_encoder(
 SMALL = SamConfig(name="small", encoder=SMALL.encoder, decoder=DecoderConfig())
 
 
-def build_official(config: SamConfig) -> official_modeling.Sam:
-    """The official model with the same architecture as ``config``."""
+def build_official(config: SamConfig, package: ModuleType = official_modeling) -> nn.Module:
+    """The official model with the same architecture as ``config``, built from ``package``
+    (``segment_anything.modeling``, or ``segment_anything_hq.modeling`` whose ``MaskDecoderHQ``
+    serves a config with ``decoder.hq``)."""
     enc, dec = config.encoder, config.decoder
     grid = config.embedding_size
-    return official_modeling.Sam(
-        image_encoder=official_modeling.ImageEncoderViT(
-            img_size=enc.img_size,
-            patch_size=enc.patch_size,
-            embed_dim=enc.embed_dim,
-            depth=enc.depth,
-            num_heads=enc.num_heads,
-            mlp_ratio=enc.mlp_ratio,
-            out_chans=enc.out_chans,
-            qkv_bias=enc.qkv_bias,
-            norm_layer=partial(torch.nn.LayerNorm, eps=enc.layer_norm_eps),
-            use_rel_pos=enc.use_rel_pos,
-            window_size=enc.window_size,
-            global_attn_indexes=enc.global_attn_indexes,
+    image_encoder = package.ImageEncoderViT(
+        img_size=enc.img_size,
+        patch_size=enc.patch_size,
+        embed_dim=enc.embed_dim,
+        depth=enc.depth,
+        num_heads=enc.num_heads,
+        mlp_ratio=enc.mlp_ratio,
+        out_chans=enc.out_chans,
+        qkv_bias=enc.qkv_bias,
+        norm_layer=partial(torch.nn.LayerNorm, eps=enc.layer_norm_eps),
+        use_rel_pos=enc.use_rel_pos,
+        window_size=enc.window_size,
+        global_attn_indexes=enc.global_attn_indexes,
+    )
+    prompt_encoder = package.PromptEncoder(
+        embed_dim=dec.embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(enc.img_size, enc.img_size),
+        mask_in_chans=dec.mask_in_chans,
+    )
+    decoder_args = dict(
+        num_multimask_outputs=dec.num_multimask_outputs,
+        transformer=package.TwoWayTransformer(
+            depth=dec.depth,
+            embedding_dim=dec.embed_dim,
+            mlp_dim=dec.mlp_dim,
+            num_heads=dec.num_heads,
         ),
-        prompt_encoder=official_modeling.PromptEncoder(
-            embed_dim=dec.embed_dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(enc.img_size, enc.img_size),
-            mask_in_chans=dec.mask_in_chans,
-        ),
-        mask_decoder=official_modeling.MaskDecoder(
-            num_multimask_outputs=dec.num_multimask_outputs,
-            transformer=official_modeling.TwoWayTransformer(
-                depth=dec.depth,
-                embedding_dim=dec.embed_dim,
-                mlp_dim=dec.mlp_dim,
-                num_heads=dec.num_heads,
-            ),
-            transformer_dim=dec.embed_dim,
-            iou_head_depth=dec.iou_head_depth,
-            iou_head_hidden_dim=dec.iou_head_hidden_dim,
-        ),
+        transformer_dim=dec.embed_dim,
+        iou_head_depth=dec.iou_head_depth,
+        iou_head_hidden_dim=dec.iou_head_hidden_dim,
+    )
+    if dec.hq:  # HQ-SAM's decoder also reads the encoder's early features (vit_dim channels)
+        mask_decoder = package.MaskDecoderHQ(**decoder_args, vit_dim=enc.embed_dim)
+    else:
+        mask_decoder = package.MaskDecoder(**decoder_args)
+    return package.Sam(
+        image_encoder=image_encoder, prompt_encoder=prompt_encoder, mask_decoder=mask_decoder
     ).eval()
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# the scene generator's own drawing helpers (private to the data room's scene module), so that
-# clips and training scenes draw shapes and textures with one code
-from .scenes import SHAPES, _paint, _shape_mask, _texture
+# the scene generator's drawing helpers, so that clips and training scenes draw shapes, parts
+# and textures with one code
+from .scenes import SHAPES, paint, random_part, random_texture, shape_mask
 
 CLIPS_PREFIX = "clips:"
 
@@ -106,15 +106,11 @@ def _sprite(rng: np.random.Generator, radius: float, config: ClipConfig) -> Spri
     side = 2 * int(np.ceil(1.6 * radius)) + 1  # blobs reach ~1.52 radius, bars radius
     centre = np.array([side // 2, side // 2], dtype=np.float64)
     kind = SHAPES[rng.integers(len(SHAPES))]
-    mask = _shape_mask(rng, kind, centre, radius, (side, side))
-    colour = _texture(rng, side, side).copy()
-    if kind not in ("bar", "ring") and rng.random() < config.part_probability:
-        part_kind = ("ellipse", "polygon", "blob")[rng.integers(3)]
-        offset = rng.uniform(-0.25, 0.25, 2) * radius
-        part_radius = radius * rng.uniform(0.3, 0.55)
-        part = _shape_mask(rng, part_kind, centre + offset, part_radius, (side, side)) & mask
-        if part.any():
-            _paint(colour, part, rng)
+    mask = shape_mask(rng, kind, centre, radius, (side, side))
+    colour = random_texture(rng, side, side).copy()
+    part = random_part(rng, kind, centre, radius, mask, config.part_probability)
+    if part is not None and part[1].any():
+        paint(colour, part[1], rng)
     ys, xs = np.nonzero(mask)
     reach = float(np.hypot(xs - centre[0], ys - centre[1]).max()) + 1.0 if len(xs) else 0.0
     return Sprite(colour, mask, kind, reach)
@@ -194,14 +190,14 @@ def clip_script(seed: int, config: ClipConfig = ClipConfig()) -> ClipScript:
     ``min_visible_pixels`` on frame 0 are dropped, so every kept object can be prompted there."""
     rng = np.random.default_rng(seed)
     height, width, short = config.height, config.width, min(config.height, config.width)
-    background = _texture(rng, height, width).copy()
+    background = random_texture(rng, height, width).copy()
     for _ in range(config.distractors):  # static clutter: shapes that are no object
         kind = SHAPES[rng.integers(len(SHAPES))]
         radius = 0.5 * short * rng.uniform(0.08, 0.3)
         centre = rng.uniform([0, 0], [width, height])
-        clutter = _shape_mask(rng, kind, centre, radius, (height, width))
+        clutter = shape_mask(rng, kind, centre, radius, (height, width))
         if clutter.any():
-            _paint(background, clutter, rng)
+            paint(background, clutter, rng)
     sprites, motions = [], []
     for _ in range(int(rng.integers(config.min_objects, config.max_objects + 1))):
         sprite = _sprite(rng, 0.5 * short * rng.uniform(config.min_size, config.max_size), config)

@@ -48,7 +48,7 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0, 255, 3)
 
 
-def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def random_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A ``(H, W, 3)`` float texture: flat, gradient, stripes or smooth noise around 2 colours."""
     kind = TEXTURES[rng.integers(len(TEXTURES))]
     first, second = _random_colour(rng), _random_colour(rng)
@@ -72,11 +72,11 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return (first * (1 - t[..., None]) + second * t[..., None]).astype(np.float32)
 
 
-def _paint(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> None:
+def paint(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> None:
     """Fill ``mask`` in ``image`` with a fresh texture computed over the mask's bounding box."""
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    texture = _texture(rng, int(y1 - y0), int(x1 - x0))
+    texture = random_texture(rng, int(y1 - y0), int(x1 - x0))
     window, inside = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
     window[inside] = texture[inside]
 
@@ -103,7 +103,7 @@ def _outline(rng: np.random.Generator, kind: str, radius: float) -> np.ndarray:
     return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
 
 
-def _shape_mask(
+def shape_mask(
     rng: np.random.Generator, kind: str, centre: np.ndarray, radius: float, size: tuple[int, int]
 ) -> np.ndarray:
     """Rasterise one shape as an ``(H, W)`` bool mask."""
@@ -128,39 +128,47 @@ def _shape_mask(
     return canvas.astype(bool)
 
 
+def random_part(
+    rng: np.random.Generator,
+    kind: str,
+    centre: np.ndarray,
+    radius: float,
+    mask: np.ndarray,
+    probability: float,
+) -> tuple[str, np.ndarray] | None:
+    """With ``probability`` (never for bars and rings), an inner part of the shape ``kind`` of
+    about ``radius`` drawn at ``centre`` with the ``(H, W)`` ``mask``: the part's kind and its
+    ``(H, W)`` bool mask (within ``mask``, maybe empty); else None."""
+    if kind in ("bar", "ring") or rng.random() >= probability:
+        return None
+    part_kind = ("ellipse", "polygon", "blob")[rng.integers(3)]
+    offset = rng.uniform(-0.25, 0.25, 2) * radius
+    part_radius = radius * rng.uniform(0.3, 0.55)
+    return part_kind, shape_mask(rng, part_kind, centre + offset, part_radius, mask.shape) & mask
+
+
 def generate_scene(seed: int, config: SceneConfig = SceneConfig()) -> Scene:
     """The scene for ``seed``: same seed, same pixels and masks."""
     rng = np.random.default_rng(seed)
     height, width = config.height, config.width
     short = min(height, width)
-    image = _texture(rng, height, width)
+    image = random_texture(rng, height, width)
     layers: list[tuple[np.ndarray, str, int]] = []  # (full mask, shape, parent layer index)
     for _ in range(int(rng.integers(config.min_objects, config.max_objects + 1))):
         kind = SHAPES[rng.integers(len(SHAPES))]
         radius = 0.5 * short * rng.uniform(config.min_size, config.max_size)
         centre = rng.uniform([0.05 * width, 0.05 * height], [0.95 * width, 0.95 * height])
-        mask = _shape_mask(rng, kind, centre, radius, (height, width))
+        mask = shape_mask(rng, kind, centre, radius, (height, width))
         if mask.sum() < config.min_visible_pixels:
             continue
-        _paint(image, mask, rng)
+        paint(image, mask, rng)
         whole = len(layers)
         layers.append((mask, kind, -1))
-        if kind not in ("bar", "ring") and rng.random() < config.part_probability:
-            part_kind = ("ellipse", "polygon", "blob")[rng.integers(3)]
-            offset = rng.uniform(-0.25, 0.25, 2) * radius
-            part = (
-                _shape_mask(
-                    rng,
-                    part_kind,
-                    centre + offset,
-                    radius * rng.uniform(0.3, 0.55),
-                    (height, width),
-                )
-                & mask
-            )
-            if part.sum() >= config.min_visible_pixels:
-                _paint(image, part, rng)
-                layers.append((part, f"part-{part_kind}", whole))
+        part = random_part(rng, kind, centre, radius, mask, config.part_probability)
+        if part is not None and part[1].sum() >= config.min_visible_pixels:
+            part_kind, part_mask = part
+            paint(image, part_mask, rng)
+            layers.append((part_mask, f"part-{part_kind}", whole))
     # Visible masks, front to back: what lies in front of a layer hides it. A whole object's
     # mask includes its parts, which are painted on it rather than in front of it.
     kept: dict[int, np.ndarray] = {}

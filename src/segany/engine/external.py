@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .project import Project
-from .schema import ImageRunRow, MaskRow, utcnow
-from .store import NewMask, add_image_file, mask_row, was_prefilled
+from .schema import MaskRow, utcnow
+from .store import NewMask, add_image_file, gear_finished, mark_finished, mask_row, was_prefilled
 
 
 @dataclass(frozen=True)
@@ -102,18 +102,9 @@ def _record(
         if key not in wanted and row.status == "accepted":
             row.status, row.decided_at = "undone", utcnow()
             undone += 1
-    finished = select(ImageRunRow.id).where(
-        ImageRunRow.image_id == image_id, ImageRunRow.gear == gear
-    )
-    if session.scalar(finished) is None:
-        session.add(
-            ImageRunRow(
-                image_id=image_id,
-                gear=gear,
-                model_version_id=model_version_id,
-                annotator=annotator,
-                seconds=seconds,
-            )
+    if not gear_finished(session, image_id, gear):
+        mark_finished(
+            session, image_id, gear, model_version_id, annotator=annotator, seconds=seconds
         )
     session.commit()
     return Recorded(image_id, added, kept, undone)

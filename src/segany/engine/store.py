@@ -210,6 +210,33 @@ def newest_model(session: Session) -> ModelVersionRow | None:
 
 
 # -- masks -----------------------------------------------------------------------------------
+def gear_finished(session: Session, image_id: int, gear: int) -> bool:
+    """Whether ``gear`` has finished the image already (its image_run row exists)."""
+    query = select(ImageRunRow.id).where(ImageRunRow.image_id == image_id, ImageRunRow.gear == gear)
+    return session.scalar(query) is not None
+
+
+def mark_finished(
+    session: Session,
+    image_id: int,
+    gear: int,
+    model_version_id: int | None,
+    *,
+    annotator: str | None = None,
+    seconds: float | None = None,
+) -> None:
+    """Add the image_run row saying ``gear`` finished the image (the caller commits)."""
+    session.add(
+        ImageRunRow(
+            image_id=image_id,
+            gear=gear,
+            model_version_id=model_version_id,
+            annotator=annotator,
+            seconds=seconds,
+        )
+    )
+
+
 def write_image_result(
     session: Session,
     image_id: int,
@@ -222,24 +249,14 @@ def write_image_result(
 ) -> bool:
     """Store one gear's masks for an image and mark it finished, atomically; False (and nothing
     written) when that gear had finished it already."""
-    if session.scalar(
-        select(ImageRunRow.id).where(ImageRunRow.image_id == image_id, ImageRunRow.gear == gear)
-    ):
+    if gear_finished(session, image_id, gear):
         return False
     status = "accepted"
     session.add_all(
         mask_row(image_id, gear, status, m, model_version_id=model_version_id, annotator=annotator)
         for m in masks
     )
-    session.add(
-        ImageRunRow(
-            image_id=image_id,
-            gear=gear,
-            model_version_id=model_version_id,
-            annotator=annotator,
-            seconds=seconds,
-        )
-    )
+    mark_finished(session, image_id, gear, model_version_id, annotator=annotator, seconds=seconds)
     try:
         session.commit()
     except IntegrityError:  # the same image finished by another worker meanwhile

@@ -71,6 +71,12 @@ def select_single_mask(
     return torch.gather(masks, 1, index), torch.gather(scores, 1, best)
 
 
+def count_points(point_labels: torch.Tensor) -> torch.Tensor:
+    """``(B, N)`` labels -> ``(B, 1)`` the number of points, padding included (as the official
+    single-mask rule counts them)."""
+    return torch.ones_like(point_labels).sum(dim=1, keepdim=True)
+
+
 class OnnxDecoder(nn.Module):
     """``SamOnnxModel``'s interface over a segany model (see the module docstring)."""
 
@@ -118,26 +124,53 @@ class OnnxDecoder(nn.Module):
         orig_im_size: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         """Masks, scores and low-res logits (plus stability and areas with extra metrics)."""
-        prompt_encoder = self.model.prompt_encoder
+        src_tokens, hyper_in, scores, size = self.decode_prompts(
+            image_embeddings, point_coords, point_labels, mask_input, has_mask_input
+        )
         decoder = self.model.mask_decoder
+        if self.return_single_mask and not self.use_stability_score:
+            # the selection needs only the predicted IoU: project the chosen mask alone
+            num_points = count_points(point_labels)
+            chosen, scores = select_single_mask(hyper_in[:, :, None], scores, num_points)
+            low_res = decoder.upscale_and_project(src_tokens, chosen[:, :, 0], size)
+            return self.outputs(low_res, scores, orig_im_size)
+        low_res = decoder.upscale_and_project(src_tokens, hyper_in, size)
+        return self.select_outputs(low_res, scores, point_labels, orig_im_size)
+
+    def decode_prompts(
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """The graph's prompts through the prompt encoder and the decoder's transformer:
+        :meth:`MaskDecoder.decode_tokens`' image tokens, hypernetwork weights, predicted IoU
+        ``(1, C)`` and grid size."""
+        prompt_encoder = self.model.prompt_encoder
         sparse = prompt_encoder.embed_labelled_points(point_coords, point_labels)
-        src_tokens, hyper_in, scores, size = decoder.decode_tokens(
+        return self.model.mask_decoder.decode_tokens(
             image_embeddings=image_embeddings,
             image_pe=prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=self.embed_mask(mask_input, has_mask_input),
         )
-        num_points = torch.ones_like(point_labels).sum(dim=1, keepdim=True)
-        if self.return_single_mask and not self.use_stability_score:
-            # the selection needs only the predicted IoU: project the chosen mask alone
-            chosen, scores = select_single_mask(hyper_in[:, :, None], scores, num_points)
-            low_res = decoder.upscale_and_project(src_tokens, chosen[:, :, 0], size)
-        else:
-            low_res = decoder.upscale_and_project(src_tokens, hyper_in, size)
-            if self.use_stability_score:
-                scores = stability_score(low_res, self.mask_threshold, STABILITY_OFFSET)
-            if self.return_single_mask:
-                low_res, scores = select_single_mask(low_res, scores, num_points)
+
+    def select_outputs(
+        self,
+        low_res: torch.Tensor,
+        scores: torch.Tensor,
+        point_labels: torch.Tensor,
+        orig_im_size: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """The outputs from every token's ``(1, C, 4h, 4w)`` logits and ``(1, C)`` predicted
+        IoU: stability scores in place of the IoU with ``use_stability_score``, the one mask of
+        the official rule with ``return_single_mask``."""
+        if self.use_stability_score:
+            scores = stability_score(low_res, self.mask_threshold, STABILITY_OFFSET)
+        if self.return_single_mask:
+            low_res, scores = select_single_mask(low_res, scores, count_points(point_labels))
         return self.outputs(low_res, scores, orig_im_size)
 
     def outputs(

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ..automatic.filters import stability_score
 from ..modeling.sam_hq import SamHQ
-from .decoder import INPUT_NAMES, STABILITY_OFFSET, OnnxDecoder, dummy_inputs, select_single_mask
+from .decoder import INPUT_NAMES, OnnxDecoder, dummy_inputs
 
 HQ_INPUT_NAMES = (INPUT_NAMES[0], "interm_embeddings", *INPUT_NAMES[1:])
 
@@ -46,25 +45,15 @@ class OnnxDecoderHQ(OnnxDecoder):
         orig_im_size: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         """Masks, scores and low-res logits (plus stability and areas with extra metrics)."""
-        prompt_encoder = self.model.prompt_encoder
-        decoder = self.model.mask_decoder
-        sparse = prompt_encoder.embed_labelled_points(point_coords, point_labels)
-        src_tokens, hyper_in, scores, size = decoder.decode_tokens(
-            image_embeddings=image_embeddings,
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=self.embed_mask(mask_input, has_mask_input),
+        src_tokens, hyper_in, scores, size = self.decode_prompts(
+            image_embeddings, point_coords, point_labels, mask_input, has_mask_input
         )
+        decoder = self.model.mask_decoder
         hq_features = decoder.hq_features(image_embeddings, interm_embeddings)
         sam_hyper = hyper_in[:, :0] if self.hq_token_only else hyper_in[:, :-1]
         sam, hq = decoder.project_hq(src_tokens, sam_hyper, hyper_in[:, -1:], hq_features, size)
         low_res = hq.expand(-1, scores.shape[1], -1, -1) if self.hq_token_only else sam + hq
-        if self.use_stability_score:
-            scores = stability_score(low_res, self.mask_threshold, STABILITY_OFFSET)
-        if self.return_single_mask:
-            num_points = torch.ones_like(point_labels).sum(dim=1, keepdim=True)
-            low_res, scores = select_single_mask(low_res, scores, num_points)
-        return self.outputs(low_res, scores, orig_im_size)
+        return self.select_outputs(low_res, scores, point_labels, orig_im_size)
 
 
 def dummy_inputs_hq(model: SamHQ, num_points: int = 5, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -135,14 +135,8 @@ class SamPredictor:
             mask_input=mask_input,
             require_inside=False,
         )
-        masks, iou, low_res = decode_prompts(
-            self.model,
-            self._decoder,
-            embedding,
-            prompts,
-            multimask_output,
-            return_logits,
-            hq_token_only,
+        masks, iou, low_res = self._decode(
+            embedding, prompts, multimask_output, return_logits, hq_token_only
         )
         return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
@@ -166,6 +160,18 @@ class SamPredictor:
         if point_coords is None and boxes is None and mask_input is None:
             raise ValueError("empty prompt: give point_coords, boxes or mask_input")
         prompts = PromptBatch(point_coords, point_labels, boxes, mask_input)
+        return self._decode(embedding, prompts, multimask_output, return_logits, hq_token_only)
+
+    def _decode(
+        self,
+        embedding: Embedding,
+        prompts: PromptBatch,
+        multimask_output: bool,
+        return_logits: bool,
+        hq_token_only: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`~segany.inference.predictor.decode_prompts` with this predictor's model and
+        shared decoder: ``(B, C, H, W)`` masks, ``(B, C)`` IoU, ``(B, C, 4h, 4w)`` logits."""
         return decode_prompts(
             self.model,
             self._decoder,

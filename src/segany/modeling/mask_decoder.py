@@ -93,16 +93,17 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
         """The transformer and the heads, before any mask is projected: image tokens
-        ``(B, h*w, D)``, hypernetwork weights ``(B, 4, D/8)`` and IoU ``(B, 4)`` of every mask
-        token, and the grid ``(h, w)``; masks come from :meth:`upscale_and_project` for the
-        tokens wanted.
+        ``(B, h*w, D)``, hypernetwork weights ``(B, T, D/8)`` of every mask token (T = 4, one
+        more with HQ-SAM's token, see :meth:`mask_token_weights`), IoU ``(B, 4)`` and the grid
+        ``(h, w)``; masks come from :meth:`upscale_and_project` for the tokens wanted.
 
         ``image_embeddings`` ``(1 or B, D, h, w)`` (one image shared by all prompt sets, or one
         per prompt set), ``image_pe`` ``(1, D, h, w)``, ``sparse_prompt_embeddings``
         ``(B, N, D)``, ``dense_prompt_embeddings`` ``(B or 1, D, h, w)``.
         """
         batch = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        mask_tokens = self.mask_token_weights()
+        output_tokens = torch.cat([self.iou_token.weight, mask_tokens], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
 
@@ -115,13 +116,21 @@ class MaskDecoder(nn.Module):
         h, w = src.shape[-2:]
         hs, src_tokens = self.transformer(src, image_pe, tokens)
         iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        mask_tokens_out = hs[:, 1 : 1 + len(mask_tokens), :]
 
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.hypernetwork_mlps())],
             dim=1,
-        )  # (B, 4, D/8)
+        )  # (B, T, D/8)
         return src_tokens, hyper_in, self.iou_prediction_head(iou_token_out), (h, w)
+
+    def mask_token_weights(self) -> torch.Tensor:
+        """The learned mask tokens ``(T, D)``, in the order of :meth:`hypernetwork_mlps`."""
+        return self.mask_tokens.weight
+
+    def hypernetwork_mlps(self) -> list[nn.Module]:
+        """Each mask token's MLP to its hypernetwork weights (``D`` -> ``D/8``)."""
+        return list(self.output_hypernetworks_mlps)
 
     def upscale_and_project(
         self, src_tokens: torch.Tensor, hyper_in: torch.Tensor, size: tuple[int, int]

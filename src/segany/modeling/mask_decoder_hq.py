@@ -106,31 +106,14 @@ class MaskDecoderHQ(MaskDecoder):
         )
         return (hq_mask if hq_token_only else sam_mask + hq_mask), iou
 
-    def decode_tokens(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """:meth:`MaskDecoder.decode_tokens` with the HQ token last: image tokens
-        ``(B, h*w, D)``, hypernetwork weights ``(B, 5, D/8)`` (SAM's 4 tokens, then HQ), SAM's
-        IoU ``(B, 4)`` and the grid ``(h, w)``."""
-        batch = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat(
-            [self.iou_token.weight, self.mask_tokens.weight, self.hf_token.weight], dim=0
-        )
-        tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
-        if image_embeddings.shape[0] not in (1, batch):
-            raise ValueError(
-                f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or {batch}"
-            )
-        src = (image_embeddings + dense_prompt_embeddings).expand(batch, -1, -1, -1)
-        h, w = src.shape[-2:]
-        hs, src_tokens = self.transformer(src, image_pe, tokens)
-        mlps = [*self.output_hypernetworks_mlps, self.hf_mlp]
-        hyper_in = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(mlps)], dim=1)
-        return src_tokens, hyper_in, self.iou_prediction_head(hs[:, 0]), (h, w)
+    def mask_token_weights(self) -> torch.Tensor:
+        """SAM's 4 mask tokens, then the HQ token: ``(5, D)`` (so :meth:`decode_tokens` gives
+        hypernetwork weights ``(B, 5, D/8)``, HQ last; the IoU stays SAM's ``(B, 4)``)."""
+        return torch.cat([self.mask_tokens.weight, self.hf_token.weight], dim=0)
+
+    def hypernetwork_mlps(self) -> list[nn.Module]:
+        """SAM's 4 MLPs, then the HQ token's."""
+        return [*self.output_hypernetworks_mlps, self.hf_mlp]
 
     def project_hq(
         self,

@@ -132,29 +132,38 @@ class Sam(nn.Module):
     ) -> list[dict[str, torch.Tensor]]:
         images = torch.stack([self.preprocess(record["image"]) for record in batched_input])
         embeddings = self.image_encoder(images)
-        outputs = []
-        for record, embedding in zip(batched_input, embeddings):
-            points = None
-            if "point_coords" in record:
-                points = (record["point_coords"], record["point_labels"])
-            low_res, iou = self.decode(
-                embedding.unsqueeze(0),
-                points=points,
-                boxes=record.get("boxes"),
-                mask_input=record.get("mask_inputs"),
-                multimask_output=multimask_output,
-            )
-            masks = self.postprocess_masks(
-                low_res, record["image"].shape[-2:], record["original_size"]
-            )
-            outputs.append(
-                {
-                    "masks": masks > self.mask_threshold,
-                    "iou_predictions": iou,
-                    "low_res_logits": low_res,
-                }
-            )
-        return outputs
+        return [
+            self._decode_record(record, embedding.unsqueeze(0), multimask_output)
+            for record, embedding in zip(batched_input, embeddings)
+        ]
+
+    def _decode_record(
+        self,
+        record: dict[str, Any],
+        image_embeddings: torch.Tensor,
+        multimask_output: bool,
+        **decode_options: Any,
+    ) -> dict[str, torch.Tensor]:
+        """One record of :meth:`forward`'s input from its image's ``(1, D, h, w)`` embedding:
+        its prompts through :meth:`decode` (given ``decode_options`` too), the logits
+        upscaled to the original size."""
+        points = None
+        if "point_coords" in record:
+            points = (record["point_coords"], record["point_labels"])
+        low_res, iou = self.decode(
+            image_embeddings,
+            points=points,
+            boxes=record.get("boxes"),
+            mask_input=record.get("mask_inputs"),
+            multimask_output=multimask_output,
+            **decode_options,
+        )
+        masks = self.postprocess_masks(low_res, record["image"].shape[-2:], record["original_size"])
+        return {
+            "masks": masks > self.mask_threshold,
+            "iou_predictions": iou,
+            "low_res_logits": low_res,
+        }
 
 
 def build_model(config: SamConfig, *, drop_path_rate: float = 0.0, dropout: float = 0.0) -> Sam:

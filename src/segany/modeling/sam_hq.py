@@ -80,31 +80,16 @@ class SamHQ(Sam):
         with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
             images = torch.stack([self.preprocess(record["image"]) for record in batched_input])
             embeddings, early = self.image_encoder(images)
-            outputs = []
-            for i, record in enumerate(batched_input):
-                points = None
-                if "point_coords" in record:
-                    points = (record["point_coords"], record["point_labels"])
-                low_res, iou = self.decode(
+            return [
+                self._decode_record(
+                    record,
                     embeddings[i : i + 1],
-                    points=points,
-                    boxes=record.get("boxes"),
-                    mask_input=record.get("mask_inputs"),
-                    multimask_output=multimask_output,
+                    multimask_output,
                     early=early[i : i + 1],
                     hq_token_only=hq_token_only,
                 )
-                masks = self.postprocess_masks(
-                    low_res, record["image"].shape[-2:], record["original_size"]
-                )
-                outputs.append(
-                    {
-                        "masks": masks > self.mask_threshold,
-                        "iou_predictions": iou,
-                        "low_res_logits": low_res,
-                    }
-                )
-            return outputs
+                for i, record in enumerate(batched_input)
+            ]
 
 
 def build_hq_model(
