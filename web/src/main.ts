@@ -277,7 +277,10 @@ async function segmentText(): Promise<void> {
     return;
   }
   const found = showMaskSet(img, result.masks);
-  const named = result.masks.map((m) => `${m.phrase} ${(m.detector_score ?? 0).toFixed(2)}`).join(", ");
+  // the text head has no detector score: its masks are named by the phrase alone
+  const named = result.masks
+    .map((m) => (m.detector_score == null ? m.phrase : `${m.phrase} ${m.detector_score.toFixed(2)}`))
+    .join(", ");
   $<HTMLParagraphElement>("text-info").textContent = `${found} for ${text}: ${named}. Click masks to accept or drop them.`;
   showMessage(`${found} found for ${text}. Click the ones to keep.`);
 }

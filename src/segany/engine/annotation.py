@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from .project import Project
 from .schema import ImageRow, ImageRunRow, LeaseRow, MaskRow, utcnow
-from .store import NewMask, image_masks, is_done, mask_row, was_prefilled
+from .store import NewMask, image_masks, is_done, mark_finished, mask_row, was_prefilled
 
 LEASE_SECONDS = 15 * 60
 
@@ -279,9 +279,7 @@ class AnnotationDesk:
                 .where(MaskRow.image_id == image_id, MaskRow.status == "proposal")
                 .values(status="accepted", decided_at=utcnow())
             )
-            session.add(
-                ImageRunRow(image_id=image_id, gear=gear, annotator=annotator, seconds=seconds)
-            )
+            mark_finished(session, image_id, gear, None, annotator=annotator, seconds=seconds)
             session.execute(delete(LeaseRow).where(LeaseRow.image_id == image_id))
             session.commit()
 
