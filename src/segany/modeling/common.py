@@ -26,6 +26,17 @@ class LayerNorm2d(nn.Module):
         return normed.permute(0, 3, 1, 2)
 
 
+def encoder_neck(in_dim: int, out_chans: int) -> nn.Sequential:
+    """SAM's neck after any image encoder: ``(B, in_dim, h, w)`` -> ``(B, out_chans, h, w)``
+    by a 1x1 and a 3x3 convolution, each layer-normed (keys ``neck.0``..``neck.3``)."""
+    return nn.Sequential(
+        nn.Conv2d(in_dim, out_chans, kernel_size=1, bias=False),
+        LayerNorm2d(out_chans),
+        nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+        LayerNorm2d(out_chans),
+    )
+
+
 class MLPBlock(nn.Module):
     """Two linear layers with an activation between: the transformer feed-forward block."""
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TinyViTConfig
-from .common import LayerNorm2d
+from .common import encoder_neck
 
 
 class ConvBN(nn.Sequential):
@@ -217,13 +217,7 @@ class TinyViT(nn.Module):
         self.img_size = config.img_size
         self.patch_embed = PatchEmbed(config.embed_dims[0])
         self.layers = nn.ModuleList(_stage(config, i) for i in range(len(config.depths)))
-        dim, out = config.embed_dims[-1], config.out_chans
-        self.neck = nn.Sequential(
-            nn.Conv2d(dim, out, kernel_size=1, bias=False),
-            LayerNorm2d(out),
-            nn.Conv2d(out, out, kernel_size=3, padding=1, bias=False),
-            LayerNorm2d(out),
-        )
+        self.neck = encoder_neck(config.embed_dims[-1], config.out_chans)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
