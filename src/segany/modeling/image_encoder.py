@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import EncoderConfig
-from .common import MLPBlock, encoder_neck
+from .common import LayerNorm2d, MLPBlock, encoder_neck  # noqa: F401 (LayerNorm2d: the official module path has it)
 
 
 class PatchEmbed(nn.Module):
